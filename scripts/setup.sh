@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up everything this project needs on a fresh Debian 12 machine:
+# Debian packages (QEMU, debootstrap, GRUB tools, cross compiler for the
+# arm64 compile test), and two Python virtualenvs (current and legacy
+# ansible-core) from pinned requirements.  Idempotent: reruns are fast.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/env.sh
+. "$here/scripts/env.sh"
+
+debs=(qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-common fdisk
+      openssh-client e2fsprogs xz-utils zstd iproute2 python3-venv
+      make gcc libc6-dev bc flex bison libelf-dev libssl-dev
+      gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu)
+missing=()
+for d in "${debs[@]}"; do
+	dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q 'install ok installed' || missing+=("$d")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+make_venv() {   # make_venv DIR REQUIREMENTS
+	local dir=$1 req=$2 stamp
+	stamp=$(sha256sum "$req" | cut -c1-16)
+	if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then
+		return 0
+	fi
+	echo "setup: building virtualenv $dir from $(basename "$req")"
+	rm -rf "$dir"
+	python3 -m venv "$dir"
+	"$dir/bin/pip" install -q --upgrade pip >/dev/null
+	"$dir/bin/pip" install -q -r "$req"
+	echo "$stamp" > "$dir/.stamp"
+}
+make_venv "$TOA_VENV" "$here/requirements/dev.txt"
+make_venv "$TOA_VENV_LEGACY" "$here/requirements/legacy.txt"
+echo "setup: ready (venv $TOA_VENV, legacy venv $TOA_VENV_LEGACY, cache $TOA_CACHE)"
