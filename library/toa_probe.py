@@ -1,0 +1,1129 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# End-to-end TOA probe: a crafted TCP handshake carrying a TOA option, inside a
+# private network namespace, and what getpeername()/accept() report for it.
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: toa_probe
+short_description: Prove end to end that TOA rewrites the peer address of a TCP connection
+description:
+  - Proves that TOA (TCP Option Address) works on the target host, not merely that a kernel
+    module is loaded.
+  - A forked child process enters a private network namespace (C(unshare(CLONE_NEWNET))),
+    brings up C(lo) and a TUN device named C(toaprobe0) with C(192.0.2.1/24) and
+    C(2001:db8::1/64), and listens on it. It then plays the layer-4 proxy itself through the
+    TUN file descriptor, writing a hand-made SYN from O(proxy_address), reading the kernel's
+    SYN-ACK, and writing the final ACK with the TOA option (O(toa_address), O(toa_port)),
+    followed by a first data segment. It accepts the connection and reports what C(accept())
+    and C(getpeername()) returned.
+  - Because the SYN-ACK is delivered to the TUN device (this process) the kernel never
+    answers it with a RST, and no firewall rule, route or address is touched on the host.
+  - When the child exits, its network namespace and the TUN device disappear with it. The
+    parent kills the child (and anything it started) when O(timeout) expires, so nothing is
+    left behind even on failure or timeout.
+  - The module fails when the observed peer does not match O(expect), with a message saying
+    what was seen and what was expected.
+version_added: "1.0.0"
+author:
+  - toa-fleet contributors
+options:
+  family:
+    description:
+      - Address family of the probe.
+      - V(ipv4) sends IPv4 packets to an C(AF_INET) listener on C(192.0.2.1).
+      - V(ipv6) sends IPv6 packets to an C(AF_INET6) listener on C(2001:db8::1).
+      - V(ipv4_on_ipv6) sends IPv4 packets carrying an IPv4 TOA option to a dual-stack
+        C(AF_INET6) listener (C(IPV6_V6ONLY=0)); the peer is then reported as
+        C(::ffff:a.b.c.d).
+    type: str
+    choices: [ipv4, ipv6, ipv4_on_ipv6]
+    default: ipv4
+  kind:
+    description:
+      - TCP option kind of the TOA option.
+      - Defaults to V(200) for V(ipv4) and V(ipv4_on_ipv6), V(254) for V(ipv6).
+      - The option length follows from the family, 8 for an IPv4 address and 20 for an
+        IPv6 address.
+      - Kinds the kernel itself interprets (0-5, 8, 19, 29, 30, 34) are refused.
+    type: int
+  toa_address:
+    description:
+      - Client address put into the TOA option, the address a working TOA module reports.
+      - Defaults to V(203.0.113.7) for V(ipv4) and V(ipv4_on_ipv6), V(2001:db8:7::7) for
+        V(ipv6).
+    type: str
+  toa_port:
+    description: Client port put into the TOA option.
+    type: int
+    default: 4242
+  proxy_address:
+    description:
+      - Source address of the crafted packets, the layer-4 proxy as the kernel sees it and
+        the peer reported when nothing rewrites it.
+      - Set it outside a TOA module's trusted proxy ranges to check that options from
+        untrusted sources are ignored (with O(expect=unrewritten)).
+      - Defaults to V(192.0.2.2) for V(ipv4) and V(ipv4_on_ipv6), V(2001:db8::2) for
+        V(ipv6). Must not be the listener address, loopback, multicast or unspecified.
+    type: str
+  option_in:
+    description:
+      - Which segments carry the TOA option.
+      - V(ack) the final ACK of the handshake (what the classic modules read).
+      - V(syn) the SYN only.
+      - V(both) the SYN and the final ACK.
+      - V(data) the final ACK and the first data segment.
+      - V(all) the SYN, the final ACK and the first data segment.
+      - A first data segment is always sent; it carries the option only with V(data) or
+        V(all).
+    type: str
+    choices: [ack, syn, both, data, all]
+    default: ack
+  expect:
+    description:
+      - What the peer address must be for the module to succeed.
+      - V(rewritten) requires both C(getpeername()) and C(accept()) to report
+        O(toa_address):O(toa_port), the proof that TOA works.
+      - V(unrewritten) requires both to report the real proxy address and port, for hosts
+        without a TOA module or probes from an untrusted O(proxy_address).
+      - V(any) only reports; it still fails when the peer is neither of the two (for
+        example an address rewritten without its port), which is always a bug.
+    type: str
+    choices: [rewritten, unrewritten, any]
+    default: rewritten
+  timeout:
+    description:
+      - Seconds the whole probe may take. The child is killed when it expires.
+    type: float
+    default: 10
+requirements:
+  - Runs as root (C(become=true)); needs C(CAP_SYS_ADMIN) for the namespace and
+    C(CAP_NET_ADMIN) for the TUN device.
+  - Kernel with network namespaces (C(CONFIG_NET_NS)) and TUN (C(CONFIG_TUN), C(/dev/net/tun)).
+  - The C(ip) command (iproute2). IPv6 support in the kernel for V(ipv6) and V(ipv4_on_ipv6).
+  - No third-party Python package; Python 2.7 or 3.
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The probe runs in check mode too, because it changes nothing on the host; a probe
+        that skipped its work in check mode would prove nothing.
+notes:
+  - The result is never C(changed).
+  - A TOA module that filters by trusted proxy source ranges must trust O(proxy_address)
+    (by default C(192.0.2.0/24) and C(2001:db8::/64)) for O(expect=rewritten) to pass.
+  - Opening C(/dev/net/tun) may make the kernel load the C(tun) module on demand; nothing
+    else on the host changes.
+'''
+
+EXAMPLES = r'''
+- name: Prove that TOA rewrites the peer address (IPv4, option kind 200)
+  toa_probe:
+  become: true
+
+- name: IPv6 TOA with kind 253
+  toa_probe:
+    family: ipv6
+    kind: 253
+  become: true
+
+- name: IPv4 TOA seen by a dual-stack listener as ::ffff:203.0.113.7
+  toa_probe:
+    family: ipv4_on_ipv6
+  become: true
+
+- name: Options from an untrusted source must be ignored
+  toa_probe:
+    proxy_address: 198.51.100.9
+    expect: unrewritten
+  become: true
+
+- name: Without a TOA module the real proxy address must be seen
+  toa_probe:
+    expect: unrewritten
+  become: true
+  register: probe
+
+- name: Show the proof
+  ansible.builtin.debug:
+    msg: "sent {{ probe.toa_address }}:{{ probe.toa_port }}, getpeername() said {{ probe.peer_address }}:{{ probe.peer_port }}"
+'''
+
+RETURN = r'''
+peer_address:
+  description: Address returned by C(getpeername()) on the accepted socket.
+  returned: success or failed expectation
+  type: str
+  sample: 203.0.113.7
+peer_port:
+  description: Port returned by C(getpeername()).
+  returned: success or failed expectation
+  type: int
+  sample: 4242
+accept_address:
+  description: Address returned by C(accept()).
+  returned: success or failed expectation
+  type: str
+  sample: 203.0.113.7
+accept_port:
+  description: Port returned by C(accept()).
+  returned: success or failed expectation
+  type: int
+  sample: 4242
+toa_address:
+  description: Address put into the TOA option.
+  returned: always
+  type: str
+  sample: 203.0.113.7
+toa_port:
+  description: Port put into the TOA option.
+  returned: always
+  type: int
+  sample: 4242
+proxy_address:
+  description: Source address of the crafted packets (the real peer).
+  returned: always
+  type: str
+  sample: 192.0.2.2
+proxy_port:
+  description: Source port of the crafted packets (the real peer port).
+  returned: when the probe ran
+  type: int
+  sample: 45123
+listen_address:
+  description: Address the listener was bound to inside the private namespace.
+  returned: always
+  type: str
+  sample: 192.0.2.1
+listen_port:
+  description: Port of the listener inside the private namespace.
+  returned: when the probe ran
+  type: int
+  sample: 39211
+expected_address:
+  description:
+    - The address C(getpeername()) must report for O(expect), in the listener's notation
+      (C(::ffff:a.b.c.d) for V(ipv4_on_ipv6)). Empty for O(expect=any).
+  returned: always
+  type: str
+  sample: 203.0.113.7
+expected_port:
+  description: The port C(getpeername()) must report for O(expect); 0 for O(expect=any).
+  returned: when the probe ran
+  type: int
+  sample: 4242
+peer_state:
+  description:
+    - V(rewritten) when C(getpeername()) reported the TOA address and port, V(unrewritten)
+      when it reported the proxy address and port, V(other) otherwise.
+  returned: success or failed expectation
+  type: str
+  sample: rewritten
+accept_state:
+  description: The same classification for the address C(accept()) returned.
+  returned: success or failed expectation
+  type: str
+  sample: rewritten
+rewritten:
+  description: Whether C(getpeername()) reported the TOA address and port.
+  returned: success or failed expectation
+  type: bool
+  sample: true
+matches:
+  description: Whether what was seen satisfies O(expect).
+  returned: success or failed expectation
+  type: bool
+  sample: true
+payload_ok:
+  description: Whether the accepted socket delivered the probe's data segment intact.
+  returned: success or failed expectation
+  type: bool
+  sample: true
+family:
+  description: The probe's family.
+  returned: always
+  type: str
+  sample: ipv4
+kind:
+  description: The TOA option kind used.
+  returned: always
+  type: int
+  sample: 200
+option_in:
+  description: Which segments carried the option.
+  returned: always
+  type: str
+  sample: ack
+elapsed_ms:
+  description: Wall time of the probe in milliseconds (fork to result).
+  returned: when the probe ran
+  type: int
+  sample: 48
+stage:
+  description: Last step the probe reached; tells where a failure or timeout happened.
+  returned: when the probe ran
+  type: str
+  sample: done
+'''
+
+import errno
+import json
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+# ---------------------------------------------------------------------------
+# Constants
+# ---------------------------------------------------------------------------
+
+TUN_NAME = 'toaprobe0'
+TUN_PATH = '/dev/net/tun'
+TUNSETIFF = 0x400454ca
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+
+LISTEN4 = '192.0.2.1'
+LISTEN6 = '2001:db8::1'
+PREFIX4 = 24
+PREFIX6 = 64
+
+DEFAULTS = {
+    'ipv4': {'kind': 200, 'toa_address': '203.0.113.7', 'proxy_address': '192.0.2.2'},
+    'ipv4_on_ipv6': {'kind': 200, 'toa_address': '203.0.113.7', 'proxy_address': '192.0.2.2'},
+    'ipv6': {'kind': 254, 'toa_address': '2001:db8:7::7', 'proxy_address': '2001:db8::2'},
+}
+
+# Kinds the Linux stack parses itself: EOL, NOP, MSS, window scale, SACK-permitted, SACK,
+# timestamps, MD5 signature, TCP-AO, MPTCP, Fast Open.
+RESERVED_KINDS = {
+    0: 'end of option list', 1: 'no-operation', 2: 'MSS', 3: 'window scale',
+    4: 'SACK permitted', 5: 'SACK', 8: 'timestamps', 19: 'TCP MD5 signature',
+    29: 'TCP-AO', 30: 'MPTCP', 34: 'TCP Fast Open',
+}
+# Experimental Fast Open uses kind 254 with this 16-bit magic right after the length byte,
+# exactly where a TOA option has its port.
+TFO_EXP_MAGIC = 0xF989
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK = 0x10
+
+IPPROTO_TCP = 6
+PROBE_PAYLOAD = b'TOA-PROBE\n'
+OPTION_SEGMENTS = {
+    'ack': ('ack',),
+    'syn': ('syn',),
+    'both': ('syn', 'ack'),
+    'data': ('ack', 'data'),
+    'all': ('syn', 'ack', 'data'),
+}
+
+
+class ProbeError(Exception):
+    """A failure with a message meant for the operator."""
+
+
+# ---------------------------------------------------------------------------
+# Pure helpers: addresses, checksums, packet building and parsing
+# ---------------------------------------------------------------------------
+
+def pack_address(address):
+    """Return (socket family, packed bytes) of a textual IPv4 or IPv6 address."""
+    text = str(address).strip()
+    if ':' in text:
+        try:
+            return socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text)
+        except (socket.error, ValueError, OSError):
+            raise ProbeError('%r is not a valid IPv6 address' % (address,))
+    try:
+        packed = socket.inet_pton(socket.AF_INET, text)
+    except (socket.error, ValueError, OSError):
+        raise ProbeError('%r is not a valid IPv4 address' % (address,))
+    return socket.AF_INET, packed
+
+
+def unpack_address(packed):
+    """Text form of a packed 4- or 16-byte address."""
+    packed = bytes(packed)
+    if len(packed) == 4:
+        return socket.inet_ntop(socket.AF_INET, packed)
+    if len(packed) == 16:
+        return socket.inet_ntop(socket.AF_INET6, packed)
+    raise ValueError('an address has 4 or 16 bytes, not %d' % len(packed))
+
+
+def v4_mapped(address):
+    """The ::ffff:a.b.c.d form of an IPv4 address, as an AF_INET6 socket reports it."""
+    packed = pack_address(address)[1]
+    return unpack_address(b'\x00' * 10 + b'\xff\xff' + packed)
+
+
+def same_address(left, right):
+    """Compare two textual addresses by value (2001:DB8::1 == 2001:db8:0::1)."""
+    try:
+        return pack_address(left) == pack_address(right)
+    except ProbeError:
+        return False
+
+
+def address_problem(packed):
+    """Why a packed address cannot be a unicast peer, or None when it can."""
+    data = bytearray(packed)
+    if len(data) == 4:
+        if data[0] == 0:
+            return 'is in 0.0.0.0/8 (unspecified)'
+        if data[0] == 127:
+            return 'is a loopback address'
+        if data[0] >= 224:
+            return 'is multicast, broadcast or reserved'
+        return None
+    if not any(data):
+        return 'is the unspecified address'
+    if data == bytearray(15) + bytearray(b'\x01'):
+        return 'is the loopback address'
+    if data[0] == 0xff:
+        return 'is multicast'
+    if data[:12] == bytearray(10) + bytearray(b'\xff\xff'):
+        return 'is an IPv4-mapped address (use family=ipv4_on_ipv6 with IPv4 addresses)'
+    return None
+
+
+def inet_checksum(data):
+    """RFC 1071 Internet checksum of bytes (odd lengths padded with a zero byte)."""
+    buf = bytearray(data)
+    if len(buf) % 2:
+        buf.append(0)
+    total = 0
+    for index in range(0, len(buf), 2):
+        total += (buf[index] << 8) | buf[index + 1]
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def pseudo_header(src, dst, length, proto=IPPROTO_TCP):
+    """IPv4 (RFC 793) or IPv6 (RFC 8200 8.1) pseudo-header for transport checksums."""
+    src = bytes(src)
+    dst = bytes(dst)
+    if len(src) == 4 and len(dst) == 4:
+        return src + dst + struct.pack('!BBH', 0, proto, length)
+    if len(src) == 16 and len(dst) == 16:
+        return src + dst + struct.pack('!I3xB', length, proto)
+    raise ValueError('source and destination must both be IPv4 or both IPv6')
+
+
+def pad_options(options):
+    """Pad TCP options to a multiple of 4 bytes with end-of-list bytes."""
+    options = bytes(options)
+    if len(options) % 4:
+        options += b'\x00' * (4 - len(options) % 4)
+    if len(options) > 40:
+        raise ValueError('TCP options exceed 40 bytes (%d)' % len(options))
+    return options
+
+
+def encode_toa_option(kind, address, port):
+    """kind | len | port(2) | address(4 or 16): 8 bytes for IPv4, 20 for IPv6."""
+    if not 0 <= int(kind) <= 255:
+        raise ValueError('option kind must be 0-255')
+    if not 0 <= int(port) <= 65535:
+        raise ValueError('port must be 0-65535')
+    packed = pack_address(address)[1]
+    return struct.pack('!BBH', int(kind), 4 + len(packed), int(port)) + packed
+
+
+def decode_toa_option(raw):
+    """(kind, address, port) of an encoded TOA option; ValueError when malformed."""
+    data = bytearray(raw)
+    if len(data) < 2 or data[1] != len(data) or len(data) not in (8, 20):
+        raise ValueError('a TOA option is 8 (IPv4) or 20 (IPv6) bytes with a matching length')
+    port = (data[2] << 8) | data[3]
+    return data[0], unpack_address(bytes(data[4:])), port
+
+
+def mss_option(mss=1460):
+    return struct.pack('!BBH', 2, 4, mss)
+
+
+def build_tcp_segment(src, dst, sport, dport, seq, ack, flags, window=65535,
+                      options=b'', payload=b''):
+    """A TCP header plus payload, checksummed over the pseudo-header of src/dst (packed)."""
+    options = pad_options(options)
+    offset = (20 + len(options)) // 4
+    header = struct.pack('!HHIIBBHHH', sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                         offset << 4, flags, window, 0, 0) + options
+    segment = header + bytes(payload)
+    csum = inet_checksum(pseudo_header(src, dst, len(segment)) + segment)
+    return segment[:16] + struct.pack('!H', csum) + segment[18:]
+
+
+def build_ipv4_header(src, dst, payload_length, ident=0, ttl=64, proto=IPPROTO_TCP):
+    header = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + payload_length, ident & 0xFFFF,
+                         0x4000, ttl, proto, 0, bytes(src), bytes(dst))
+    csum = inet_checksum(header)
+    return header[:10] + struct.pack('!H', csum) + header[12:]
+
+
+def build_ipv6_header(src, dst, payload_length, hop_limit=64, next_header=IPPROTO_TCP):
+    return struct.pack('!IHBB16s16s', 6 << 28, payload_length, next_header, hop_limit,
+                       bytes(src), bytes(dst))
+
+
+def build_packet(src, dst, sport, dport, seq, ack, flags, options=b'', payload=b'',
+                 window=65535, ident=0):
+    """A complete IPv4 or IPv6 TCP packet between textual addresses, checksums filled in."""
+    family_src, psrc = pack_address(src)
+    family_dst, pdst = pack_address(dst)
+    if family_src != family_dst:
+        raise ValueError('source and destination address families differ')
+    segment = build_tcp_segment(psrc, pdst, sport, dport, seq, ack, flags, window,
+                                options, payload)
+    if family_src == socket.AF_INET:
+        return build_ipv4_header(psrc, pdst, len(segment), ident) + segment
+    return build_ipv6_header(psrc, pdst, len(segment)) + segment
+
+
+def parse_tcp_options(raw):
+    """List of (kind, data bytes) of TCP options; ValueError when malformed."""
+    data = bytearray(raw)
+    options = []
+    index = 0
+    while index < len(data):
+        kind = data[index]
+        if kind == 0:
+            break
+        if kind == 1:
+            index += 1
+            continue
+        if index + 1 >= len(data):
+            raise ValueError('TCP option %d truncated' % kind)
+        length = data[index + 1]
+        if length < 2 or index + length > len(data):
+            raise ValueError('TCP option %d has bad length %d' % (kind, length))
+        options.append((kind, bytes(data[index + 2:index + length])))
+        index += length
+    return options
+
+
+def parse_packet(raw):
+    """Decode an IPv4 or IPv6 TCP packet as read from a TUN device (no packet info).
+
+    Returns a dict, or None for anything that is not a complete TCP packet (ICMPv6,
+    router solicitations, extension headers and so on).
+    """
+    data = bytearray(raw)
+    if not data:
+        return None
+    version = data[0] >> 4
+    if version == 4:
+        if len(data) < 20:
+            return None
+        ihl = (data[0] & 0x0F) * 4
+        total = (data[2] << 8) | data[3]
+        if ihl < 20 or total < ihl or total > len(data) or data[9] != IPPROTO_TCP:
+            return None
+        src, dst = bytes(data[12:16]), bytes(data[16:20])
+        segment = data[ihl:total]
+        ip_ok = inet_checksum(data[:ihl]) == 0
+    elif version == 6:
+        if len(data) < 40:
+            return None
+        plen = (data[4] << 8) | data[5]
+        if data[6] != IPPROTO_TCP or 40 + plen > len(data):
+            return None
+        src, dst = bytes(data[8:24]), bytes(data[24:40])
+        segment = data[40:40 + plen]
+        ip_ok = True
+    else:
+        return None
+    if len(segment) < 20:
+        return None
+    offset = (segment[12] >> 4) * 4
+    if offset < 20 or offset > len(segment):
+        return None
+    sport, dport, seq, ack = struct.unpack('!HHII', bytes(segment[:12]))
+    try:
+        options = parse_tcp_options(segment[20:offset])
+    except ValueError:
+        options = None
+    return {
+        'version': version,
+        'src': unpack_address(src),
+        'dst': unpack_address(dst),
+        'sport': sport,
+        'dport': dport,
+        'seq': seq,
+        'ack': ack,
+        'flags': segment[13],
+        'window': (segment[14] << 8) | segment[15],
+        'options': options,
+        'payload': bytes(segment[offset:]),
+        'ip_checksum_ok': ip_ok,
+        'tcp_checksum_ok': inet_checksum(pseudo_header(src, dst, len(segment)) + segment) == 0,
+    }
+
+
+def is_synack_for(packet, listen_address, listen_port, proxy_address, proxy_port, isn):
+    """Whether a parsed packet is the listener's SYN-ACK to our SYN."""
+    return bool(
+        packet
+        and packet['sport'] == listen_port and packet['dport'] == proxy_port
+        and same_address(packet['src'], listen_address)
+        and same_address(packet['dst'], proxy_address)
+        and packet['flags'] & (TCP_SYN | TCP_ACK | TCP_RST) == (TCP_SYN | TCP_ACK)
+        and packet['ack'] == (isn + 1) & 0xFFFFFFFF)
+
+
+def is_reset_for(packet, listen_port, proxy_port):
+    return bool(packet and packet['sport'] == listen_port and packet['dport'] == proxy_port
+                and packet['flags'] & TCP_RST)
+
+
+# ---------------------------------------------------------------------------
+# Parameters and verdict (pure)
+# ---------------------------------------------------------------------------
+
+def resolve_params(params):
+    """Validate module parameters, fill family-dependent defaults; raise ProbeError."""
+    family = params.get('family') or 'ipv4'
+    if family not in DEFAULTS:
+        raise ProbeError('family must be one of ipv4, ipv6, ipv4_on_ipv6, not %r' % (family,))
+    defaults = DEFAULTS[family]
+    wire_family = socket.AF_INET6 if family == 'ipv6' else socket.AF_INET
+    wire_name = 'IPv6' if family == 'ipv6' else 'IPv4'
+
+    kind = params.get('kind')
+    if kind is None:
+        kind = defaults['kind']
+    kind = int(kind)
+    if not 0 <= kind <= 255:
+        raise ProbeError('kind must be a TCP option kind between 0 and 255, not %d' % kind)
+    if kind in RESERVED_KINDS:
+        raise ProbeError('kind %d is the standard TCP option "%s", which the kernel parses '
+                         'itself; TOA uses kind 200 (IPv4), 253 or 254' % (kind, RESERVED_KINDS[kind]))
+
+    port = params.get('toa_port')
+    port = 4242 if port is None else int(port)
+    if not 1 <= port <= 65535:
+        raise ProbeError('toa_port must be between 1 and 65535, not %d' % port)
+
+    resolved = {}
+    for name in ('toa_address', 'proxy_address'):
+        value = params.get(name)
+        if value is None or str(value).strip() == '':
+            value = defaults[name]
+        value = str(value).strip()
+        addr_family, packed = pack_address(value)
+        if addr_family != wire_family:
+            raise ProbeError('%s %s is not an %s address, but family=%s sends %s packets%s' % (
+                name, value, wire_name, family, wire_name,
+                ' (use family=ipv6 for IPv6 addresses)' if wire_name == 'IPv4' else ''))
+        problem = address_problem(packed)
+        if problem and name == 'proxy_address':
+            raise ProbeError('proxy_address %s %s; the crafted packets need a unicast source '
+                             'address' % (value, problem))
+        resolved[name] = unpack_address(packed)
+
+    listen = LISTEN6 if family == 'ipv6' else LISTEN4
+    if same_address(resolved['proxy_address'], listen):
+        raise ProbeError('proxy_address %s is the listener address inside the probe namespace; '
+                         'pick another address' % resolved['proxy_address'])
+    if same_address(resolved['proxy_address'], resolved['toa_address']):
+        raise ProbeError('toa_address and proxy_address are both %s: the probe could not tell a '
+                         'rewritten peer from the real one' % resolved['toa_address'])
+
+    option_in = params.get('option_in') or 'ack'
+    if option_in not in OPTION_SEGMENTS:
+        raise ProbeError('option_in must be one of %s, not %r'
+                         % (', '.join(sorted(OPTION_SEGMENTS)), option_in))
+    expect = params.get('expect') or 'rewritten'
+    if expect not in ('rewritten', 'unrewritten', 'any'):
+        raise ProbeError('expect must be rewritten, unrewritten or any, not %r' % (expect,))
+
+    timeout = params.get('timeout')
+    timeout = 10.0 if timeout is None else float(timeout)
+    if not 0 < timeout <= 3600:
+        raise ProbeError('timeout must be more than 0 and at most 3600 seconds, not %s' % timeout)
+
+    warnings = []
+    if kind == 254 and port == TFO_EXP_MAGIC:
+        warnings.append('toa_port %d with kind 254 looks like the experimental TCP Fast Open '
+                        'magic 0xF989; a correct TOA module must ignore it' % port)
+
+    return {
+        'family': family,
+        'kind': kind,
+        'toa_address': resolved['toa_address'],
+        'toa_port': port,
+        'proxy_address': resolved['proxy_address'],
+        'listen_address': listen,
+        'option_in': option_in,
+        'expect': expect,
+        'timeout': timeout,
+        'warnings': warnings,
+    }
+
+
+def peer_seen_as(family, address):
+    """How the listener reports a wire address: ::ffff:a.b.c.d on a dual-stack socket."""
+    if family == 'ipv4_on_ipv6':
+        return v4_mapped(address)
+    return address
+
+
+def classify(plan, address, port, proxy_port):
+    """rewritten / unrewritten / other for an (address, port) the listener reported."""
+    family = plan['family']
+    if same_address(address, peer_seen_as(family, plan['toa_address'])) and port == plan['toa_port']:
+        return 'rewritten'
+    if same_address(address, peer_seen_as(family, plan['proxy_address'])) and port == proxy_port:
+        return 'unrewritten'
+    return 'other'
+
+
+def verdict(plan, observed):
+    """Fill the verdict keys into a copy of the child's observation; return (result, msg)."""
+    result = dict(observed)
+    proxy_port = observed['proxy_port']
+    peer_state = classify(plan, observed['peer_address'], observed['peer_port'], proxy_port)
+    accept_state = classify(plan, observed['accept_address'], observed['accept_port'], proxy_port)
+    expect = plan['expect']
+    result['peer_state'] = peer_state
+    result['accept_state'] = accept_state
+    result['rewritten'] = peer_state == 'rewritten'
+    if expect == 'any':
+        matches = peer_state != 'other' and accept_state != 'other'
+    else:
+        matches = peer_state == expect and accept_state == expect
+    result['matches'] = matches
+
+    seen = 'getpeername() returned %s port %s and accept() returned %s port %s' % (
+        observed['peer_address'], observed['peer_port'],
+        observed['accept_address'], observed['accept_port'])
+    toa = '%s port %d' % (peer_seen_as(plan['family'], plan['toa_address']), plan['toa_port'])
+    proxy = '%s port %d' % (peer_seen_as(plan['family'], plan['proxy_address']), proxy_port)
+    where = 'option kind %d in %s, family %s' % (plan['kind'], plan['option_in'], plan['family'])
+    if matches:
+        return result, None
+    if expect == 'rewritten':
+        if peer_state == 'unrewritten' and accept_state == 'unrewritten':
+            hint = ('no TOA module rewrote the peer (not loaded, wrong kind, or proxy %s not '
+                    'trusted)' % plan['proxy_address'])
+        elif peer_state == 'rewritten':
+            hint = 'getpeername() is rewritten but accept() is not (a getname hook that ignores accept)'
+        elif accept_state == 'rewritten':
+            hint = 'accept() is rewritten but getpeername() is not'
+        else:
+            hint = 'the peer was changed to something that is neither the TOA nor the proxy address'
+        return result, 'TOA did not rewrite the peer: expected the TOA address %s, but %s (%s; %s)' % (
+            toa, seen, where, hint)
+    if expect == 'unrewritten':
+        if 'rewritten' in (peer_state, accept_state):
+            hint = ('a TOA module rewrote the peer although this probe expected the real address '
+                    '(untrusted proxy or unexpected kind accepted?)')
+        else:
+            hint = 'the peer was changed to something that is neither the TOA nor the proxy address'
+        return result, 'expected the real proxy address %s, but %s (%s; %s)' % (proxy, seen, where, hint)
+    return result, ('the peer is neither the TOA address %s nor the proxy address %s: %s (%s)'
+                    % (toa, proxy, seen, where))
+
+
+# ---------------------------------------------------------------------------
+# The child: private namespace, TUN device, crafted handshake
+# ---------------------------------------------------------------------------
+
+def _libc():
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _unshare_net():
+    import ctypes
+    libc = _libc()
+    if libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        if err == errno.EPERM:
+            raise ProbeError('unshare(CLONE_NEWNET) was refused (EPERM): the probe needs root with '
+                             'CAP_SYS_ADMIN; run it with become: true, and outside a container that '
+                             'drops that capability')
+        if err == errno.EINVAL:
+            raise ProbeError('unshare(CLONE_NEWNET) failed (EINVAL): this kernel has no network '
+                             'namespace support (CONFIG_NET_NS)')
+        raise ProbeError('unshare(CLONE_NEWNET) failed: %s' % os.strerror(err))
+
+
+def _set_parent_death_signal():
+    try:
+        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _open_tun(name):
+    import fcntl
+    try:
+        fd = os.open(TUN_PATH, os.O_RDWR)
+    except OSError as exc:
+        if exc.errno in (errno.ENODEV, errno.ENXIO, errno.ENOENT):
+            raise ProbeError('cannot open %s (%s): the tun kernel module is missing or cannot be '
+                             'loaded; check CONFIG_TUN and `modprobe tun`' % (TUN_PATH, exc.strerror))
+        raise ProbeError('cannot open %s: %s' % (TUN_PATH, exc.strerror))
+    try:
+        request = struct.pack('16sH22x', name.encode('ascii'), IFF_TUN | IFF_NO_PI)
+        fcntl.ioctl(fd, TUNSETIFF, request)
+    except (IOError, OSError) as exc:
+        os.close(fd)
+        raise ProbeError('TUNSETIFF for %s failed: %s (CAP_NET_ADMIN is needed)' % (name, exc))
+    return fd
+
+
+def _ip(module, ip_bin, args):
+    cmd = [ip_bin] + list(args)
+    rc, out, err = module.run_command(cmd, check_rc=False)
+    if rc != 0:
+        raise ProbeError('`%s` failed (rc=%s): %s' % (' '.join(cmd), rc, (err or out).strip()))
+
+
+def _remaining(deadline):
+    return max(0.0, deadline - time.time())
+
+
+def _select_read(fd, timeout):
+    while True:
+        try:
+            readable = select.select([fd], [], [], timeout)[0]
+            return bool(readable)
+        except (select.error, OSError, IOError) as exc:
+            code = exc.args[0] if exc.args else None
+            if code != errno.EINTR:
+                raise
+
+
+def _child_probe(module, plan, report):
+    """Runs in the forked child; returns the observation dict or raises ProbeError."""
+    deadline = plan['child_deadline']
+    family = plan['family']
+    listen = plan['listen_address']
+    proxy = plan['proxy_address']
+    ip_bin = plan['ip_bin']
+
+    report('unshare')
+    _unshare_net()
+    report('loopback')
+    _ip(module, ip_bin, ['link', 'set', 'dev', 'lo', 'up'])
+    report('tun')
+    tun = _open_tun(TUN_NAME)
+    report('addresses')
+    if family == 'ipv6':
+        _ip(module, ip_bin, ['-6', 'addr', 'add', '%s/%d' % (LISTEN6, PREFIX6), 'dev', TUN_NAME, 'nodad'])
+    else:
+        _ip(module, ip_bin, ['addr', 'add', '%s/%d' % (LISTEN4, PREFIX4), 'dev', TUN_NAME])
+    _ip(module, ip_bin, ['link', 'set', 'dev', TUN_NAME, 'up'])
+    # A default route through the TUN device lets any proxy_address work (also with
+    # strict reverse path filtering) and sends every answer to us.
+    _ip(module, ip_bin, ['-6' if family == 'ipv6' else '-4', 'route', 'add', 'default', 'dev', TUN_NAME])
+
+    report('listen')
+    try:
+        if family == 'ipv4':
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind((listen, 0))
+        else:
+            listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            if family == 'ipv4_on_ipv6':
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                listener.bind(('::', 0))
+            else:
+                listener.bind((listen, 0))
+        listener.listen(8)
+    except socket.error as exc:
+        if getattr(exc, 'errno', None) == errno.EAFNOSUPPORT:
+            raise ProbeError('this kernel has no IPv6 support (booted with ipv6.disable=1?); '
+                             'family=%s needs an AF_INET6 socket' % family)
+        raise ProbeError('cannot listen on %s: %s' % (listen, exc))
+    listener.setblocking(False)
+    listen_port = listener.getsockname()[1]
+
+    rng = random.SystemRandom()
+    proxy_port = rng.randint(32768, 60999)
+    while proxy_port == plan['toa_port']:
+        proxy_port = rng.randint(32768, 60999)
+    isn = rng.randint(0, 0xFFFFFFFF)
+    ident = rng.randint(0, 0xFFFF)
+    segments = OPTION_SEGMENTS[plan['option_in']]
+    toa = encode_toa_option(plan['kind'], plan['toa_address'], plan['toa_port'])
+
+    observed = {'listen_port': listen_port, 'proxy_port': proxy_port}
+
+    report('syn')
+    syn_options = mss_option() + (toa if 'syn' in segments else b'')
+    os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, isn, 0, TCP_SYN,
+                               options=syn_options, ident=ident))
+
+    report('synack')
+    server_isn = None
+    while server_isn is None:
+        if not _select_read(tun, _remaining(deadline)):
+            raise ProbeError('no SYN-ACK from the listener %s port %d within the deadline'
+                             % (listen, listen_port))
+        packet = parse_packet(os.read(tun, 65535))
+        if is_synack_for(packet, listen, listen_port, proxy, proxy_port, isn):
+            server_isn = packet['seq']
+        elif is_reset_for(packet, listen_port, proxy_port):
+            raise ProbeError('the listener answered the crafted SYN with a RST')
+
+    report('ack')
+    seq = (isn + 1) & 0xFFFFFFFF
+    ack = (server_isn + 1) & 0xFFFFFFFF
+    os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, seq, ack, TCP_ACK,
+                               options=toa if 'ack' in segments else b'',
+                               ident=ident + 1))
+    os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, seq, ack,
+                               TCP_ACK | TCP_PSH,
+                               options=toa if 'data' in segments else b'',
+                               payload=PROBE_PAYLOAD, ident=ident + 2))
+
+    report('accept')
+    if not _select_read(listener.fileno(), _remaining(deadline)):
+        raise ProbeError('the handshake did not produce a connection to accept() within the deadline')
+    conn, accepted = listener.accept()
+    try:
+        # Abortive close (RST) so no orphaned socket lingers in FIN-WAIT after we exit.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        report('getpeername')
+        peer = conn.getpeername()
+        observed.update({
+            'accept_address': accepted[0], 'accept_port': accepted[1],
+            'peer_address': peer[0], 'peer_port': peer[1],
+        })
+        report('read')
+        received = b''
+        conn.setblocking(False)
+        while len(received) < len(PROBE_PAYLOAD) and _select_read(conn.fileno(), _remaining(deadline)):
+            chunk = conn.recv(len(PROBE_PAYLOAD) - len(received))
+            if not chunk:
+                break
+            received += chunk
+        observed['payload_ok'] = received == PROBE_PAYLOAD
+    finally:
+        conn.close()
+        listener.close()
+        os.close(tun)
+    report('done')
+    return observed
+
+
+def _child_main(module, plan, write_fd):
+    def send(message):
+        data = (json.dumps(message) + '\n').encode('utf-8')
+        while data:
+            data = data[os.write(write_fd, data):]
+
+    stage = {'name': 'start'}
+
+    def report(name):
+        stage['name'] = name
+        send({'stage': name})
+
+    try:
+        observed = _child_probe(module, plan, report)
+        send({'result': observed})
+    except ProbeError as exc:
+        send({'error': str(exc), 'stage': stage['name']})
+    except BaseException as exc:
+        send({'error': 'unexpected %s: %s' % (type(exc).__name__, exc), 'stage': stage['name']})
+
+
+def _quiet_stdio():
+    """Keep the child from writing into the module's JSON output."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+
+
+def run_in_child(module, plan):
+    """Fork, run the probe in the child, collect its report; the child never outlives this."""
+    read_fd, write_fd = os.pipe()
+    started = time.time()
+    plan = dict(plan)
+    plan['child_deadline'] = started + plan['timeout'] * 0.8
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            try:
+                os.setpgid(0, 0)
+            except OSError:
+                pass
+            _set_parent_death_signal()
+            _quiet_stdio()
+            _child_main(module, plan, write_fd)
+        finally:
+            os._exit(0)
+
+    os.close(write_fd)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
+    deadline = started + plan['timeout']
+    buf = b''
+    last_stage = 'start'
+    outcome = None
+    timed_out = False
+    try:
+        while outcome is None:
+            left = _remaining(deadline)
+            if left <= 0 or not _select_read(read_fd, left):
+                timed_out = True
+                break
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b'\n' in buf:
+                line, buf = buf.split(b'\n', 1)
+                message = json.loads(line.decode('utf-8'))
+                if 'stage' in message and 'error' not in message:
+                    last_stage = message['stage']
+                if 'result' in message or 'error' in message:
+                    outcome = message
+    finally:
+        os.close(read_fd)
+        _reap(pid, kill=timed_out or outcome is None)
+    elapsed_ms = int(round((time.time() - started) * 1000))
+    if timed_out:
+        outcome = {'error': 'the probe timed out after %s s while at stage "%s"; the child was '
+                            'killed' % (plan['timeout'], last_stage), 'stage': last_stage}
+    elif outcome is None:
+        outcome = {'error': 'the probe child exited without a result at stage "%s"' % last_stage,
+                   'stage': last_stage}
+    outcome['elapsed_ms'] = elapsed_ms
+    return outcome
+
+
+def _reap(pid, kill):
+    """Wait for the child; kill its whole process group first when asked or when it lingers."""
+    if kill:
+        _kill_group(pid)
+    for _attempt in range(50):
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                continue
+            return
+        if done:
+            return
+        time.sleep(0.02)
+    _kill_group(pid)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                return
+
+
+def _kill_group(pid):
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Module entry point
+# ---------------------------------------------------------------------------
+
+def check_environment(module):
+    """Preconditions on the target; returns the path of `ip` or fails the module."""
+    if os.geteuid() != 0:
+        module.fail_json(msg='toa_probe must run as root (it creates a network namespace and a '
+                             'TUN device); use become: true')
+    if not os.path.exists(TUN_PATH):
+        module.fail_json(msg='%s does not exist: the kernel has no TUN support or the device node '
+                             'is missing; load it with `modprobe tun` (CONFIG_TUN) or create the '
+                             'node with `mknod %s c 10 200`' % (TUN_PATH, TUN_PATH))
+    ip_bin = module.get_bin_path('ip', required=False, opt_dirs=['/sbin', '/usr/sbin', '/bin', '/usr/bin'])
+    if not ip_bin:
+        module.fail_json(msg='the `ip` command was not found: install iproute2 (Debian/Ubuntu) '
+                             'or iproute (RHEL/CentOS)')
+    return ip_bin
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            family=dict(type='str', default='ipv4', choices=['ipv4', 'ipv6', 'ipv4_on_ipv6']),
+            kind=dict(type='int'),
+            toa_address=dict(type='str'),
+            toa_port=dict(type='int', default=4242),
+            proxy_address=dict(type='str'),
+            option_in=dict(type='str', default='ack', choices=sorted(OPTION_SEGMENTS)),
+            expect=dict(type='str', default='rewritten', choices=['rewritten', 'unrewritten', 'any']),
+            timeout=dict(type='float', default=10.0),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        plan = resolve_params(module.params)
+    except ProbeError as exc:
+        module.fail_json(msg=str(exc))
+    for warning in plan.pop('warnings'):
+        module.warn(warning)
+
+    result = {
+        'changed': False,
+        'family': plan['family'],
+        'kind': plan['kind'],
+        'toa_address': plan['toa_address'],
+        'toa_port': plan['toa_port'],
+        'proxy_address': plan['proxy_address'],
+        'listen_address': plan['listen_address'],
+        'option_in': plan['option_in'],
+        'expected_address': {
+            'rewritten': peer_seen_as(plan['family'], plan['toa_address']),
+            'unrewritten': peer_seen_as(plan['family'], plan['proxy_address']),
+        }.get(plan['expect'], ''),
+    }
+    plan['ip_bin'] = check_environment(module)
+
+    outcome = run_in_child(module, plan)
+    result['elapsed_ms'] = outcome['elapsed_ms']
+    result['stage'] = outcome.get('stage', 'done')
+    if 'error' in outcome:
+        result.update(outcome.get('result') or {})
+        module.fail_json(msg='TOA probe failed at stage "%s": %s' % (result['stage'], outcome['error']),
+                         **result)
+
+    observed, message = verdict(plan, outcome['result'])
+    result.update(observed)
+    result['expected_port'] = {'rewritten': plan['toa_port'],
+                               'unrewritten': observed['proxy_port']}.get(plan['expect'], 0)
+    if message:
+        module.fail_json(msg=message, **result)
+    if not observed.get('payload_ok'):
+        module.warn('the accepted connection did not deliver the probe payload intact')
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
