@@ -1,0 +1,537 @@
+# -*- coding: utf-8 -*-
+# Pure logic shared by the toa_* modules: host identification and route
+# selection.  No I/O here: callers read the files and pass their text in, so
+# every rule can be unit-tested on fixtures.  Python 2.7 compatible because
+# the modules that import it run on CentOS 7, Debian 8 and Ubuntu 16.04.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+# The vendor's download location named in the seed guide (plain http, no
+# checksums published): users point toa_package_base_url at a mirror.
+SEED_BASE_URL = "http://toakernel-1253438722.cossh.myqcloud.com/"
+
+STRATEGIES = ("auto", "package", "module", "kernel")
+
+# Architectures the project builds and tests for.
+SUPPORTED_ARCHES = ("x86_64", "aarch64")
+
+# Oldest kernel the out-of-tree module (kprobe based) is written for.
+MODULE_MIN_KERNEL = (3, 10)
+
+# The variables a user can set when no route fits; named in every RouteError.
+HINT = ("You can set toa_strategy (one of auto, package, module, kernel), add a catalogue "
+        "row for this host with toa_catalogue_extra, give sha256 sums in "
+        "toa_package_checksums, or accept unverified downloads with "
+        "toa_allow_unverified_packages: true.")
+
+_DISTRIBUTIONS = {
+    "centos": "CentOS",
+    "rhel": "RedHat",
+    "redhat": "RedHat",
+    "rocky": "Rocky",
+    "almalinux": "AlmaLinux",
+    "ol": "OracleLinux",
+    "oracle": "OracleLinux",
+    "fedora": "Fedora",
+    "scientific": "Scientific",
+    "amzn": "Amazon",
+    "debian": "Debian",
+    "ubuntu": "Ubuntu",
+    "linuxmint": "Linux Mint",
+    "raspbian": "Debian",
+    "kali": "Kali",
+    "devuan": "Devuan",
+    "alpine": "Alpine",
+    "arch": "Archlinux",
+    "opensuse-leap": "openSUSE Leap",
+    "opensuse-tumbleweed": "openSUSE Tumbleweed",
+    "sles": "SLES",
+    "gentoo": "Gentoo",
+}
+
+_REDHAT_IDS = ("centos", "rhel", "redhat", "rocky", "almalinux", "ol", "oracle", "fedora",
+               "scientific", "amzn")
+_DEBIAN_IDS = ("debian", "ubuntu", "linuxmint", "raspbian", "kali", "devuan")
+
+# "CentOS release 6.10 (Final)", "CentOS Linux release 7.9.2009 (Core)",
+# "Red Hat Enterprise Linux Server release 6.10 (Santiago)".
+_REDHAT_RELEASE_RE = re.compile(
+    r"^\s*(?P<name>.+?)\s+release\s+(?P<version>[0-9][0-9.]*)\s*(?:\((?P<codename>[^)]*)\))?")
+
+_ARCHES = {
+    "amd64": "x86_64",
+    "x86_64": "x86_64",
+    "x64": "x86_64",
+    "arm64": "aarch64",
+    "aarch64": "aarch64",
+    "i386": "i386",
+    "i486": "i386",
+    "i586": "i386",
+    "i686": "i386",
+}
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_TOA_RELEASE_RE = re.compile(r"(?:^|[-._+~])toa(?:$|[-._+~])")
+_STATUS_STATE_RE = re.compile(r"^(?P<state>[A-Za-z][A-Za-z-]*)\s*(?P<notes>.*)$")
+
+
+class RouteError(Exception):
+    """No TOA route fits the host; the message says why and what to set."""
+
+
+def parse_os_release(text):
+    """Parse /etc/os-release text (KEY=value lines, shell quoting) into a dict."""
+    result = {}
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip()
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in ("'", '"'):
+            quote = value[0]
+            value = value[1:-1]
+            if quote == '"':
+                value = re.sub(r'\\([\\"$`])', r"\1", value)
+        result[key] = value
+    return result
+
+
+def parse_redhat_release(text):
+    """Parse /etc/redhat-release ("CentOS release 6.10 (Final)").
+
+    Returns {name, distribution, id, version, major, codename, text}, or {} when the
+    text is empty or not in that format.
+    """
+    for raw in (text or "").splitlines():
+        match = _REDHAT_RELEASE_RE.match(raw)
+        if not match:
+            continue
+        name = match.group("name").strip()
+        lowered = name.lower()
+        if lowered.startswith("centos"):
+            ident = "centos"
+        elif lowered.startswith("red hat"):
+            ident = "rhel"
+        elif lowered.startswith("rocky"):
+            ident = "rocky"
+        elif lowered.startswith("almalinux"):
+            ident = "almalinux"
+        elif lowered.startswith("oracle"):
+            ident = "ol"
+        elif lowered.startswith("scientific"):
+            ident = "scientific"
+        elif lowered.startswith("fedora"):
+            ident = "fedora"
+        else:
+            ident = re.sub(r"[^a-z0-9]+", "", lowered.split()[0])
+        version = match.group("version").rstrip(".")
+        return {
+            "name": name,
+            "id": ident,
+            "distribution": _DISTRIBUTIONS.get(ident, name.split()[0]),
+            "version": version,
+            "major": version.split(".")[0],
+            "codename": (match.group("codename") or "").strip(),
+            "text": raw.strip(),
+        }
+    return {}
+
+
+def normalize_arch(machine):
+    """Map uname -m / dpkg architecture names to one spelling (amd64 -> x86_64)."""
+    value = (machine or "").strip().lower()
+    return _ARCHES.get(value, value)
+
+
+def parse_kernel_version(release):
+    """Return (major, minor, patch) from a kernel release string, or None."""
+    match = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", release or "")
+    if not match:
+        return None
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
+
+
+def is_toa_kernel(release):
+    """True when a kernel release names a TOA build ("3.16.43.toa", "...el6.toa.x86_64")."""
+    return bool(_TOA_RELEASE_RE.search(release or ""))
+
+
+def _family(ident, like):
+    ids = [ident] + list(like)
+    for candidate in ids:
+        if candidate in _REDHAT_IDS:
+            return "RedHat"
+        if candidate in _DEBIAN_IDS:
+            return "Debian"
+    return "Unknown"
+
+
+def _init_system(comm, family, distribution, major):
+    comm = (comm or "").strip()
+    if comm == "systemd":
+        return "systemd"
+    if comm in ("init", "upstart"):
+        # /proc/1/comm says "init" for both upstart and sysvinit: upstart was
+        # the init of EL6 and of Ubuntu before 15.04.
+        try:
+            number = int(major)
+        except (TypeError, ValueError):
+            number = None
+        if comm == "upstart":
+            return "upstart"
+        if family == "RedHat" and number == 6:
+            return "upstart"
+        if distribution == "Ubuntu" and number is not None and number < 15:
+            return "upstart"
+        return "sysvinit"
+    return "unknown"
+
+
+def identify_host(os_release_text, redhat_release_text, machine, kernel_release, init_comm):
+    """Describe a host from its raw identification texts.
+
+    os_release_text: /etc/os-release (or "" when missing, as on CentOS 6);
+    redhat_release_text: /etc/redhat-release (or ""); machine: uname -m;
+    kernel_release: uname -r; init_comm: /proc/1/comm.
+    """
+    osr = parse_os_release(os_release_text)
+    rhr = parse_redhat_release(redhat_release_text)
+    ident = osr.get("ID", "").strip().lower() or rhr.get("id", "")
+    like = [item for item in osr.get("ID_LIKE", "").lower().split() if item]
+    distribution = _DISTRIBUTIONS.get(ident)
+    if distribution is None:
+        distribution = rhr.get("distribution") or osr.get("NAME") or (
+            ident.capitalize() if ident else "Unknown")
+    version = osr.get("VERSION_ID", "").strip()
+    if not version:
+        version = rhr.get("version", "")
+    major = version.split(".")[0] if version else ""
+    family = _family(ident, like)
+    if family == "Unknown" and rhr:
+        family = "RedHat"
+    full_version = version
+    if rhr and rhr.get("version", "").startswith(version):
+        full_version = rhr["version"]
+    return {
+        "distribution": distribution,
+        "id": ident,
+        "like": like,
+        "version": version,
+        "full_version": full_version,
+        "major": major,
+        "codename": osr.get("VERSION_CODENAME", "") or rhr.get("codename", ""),
+        "pretty_name": osr.get("PRETTY_NAME", "") or rhr.get("text", ""),
+        "family": family,
+        "arch": normalize_arch(machine),
+        "kernel": (kernel_release or "").strip(),
+        "init": _init_system(init_comm, family, distribution, major),
+        "init_comm": (init_comm or "").strip(),
+    }
+
+
+def host_label(host):
+    """'CentOS 6.10 (kernel 2.6.32-754.el6.x86_64, arch x86_64)' for messages."""
+    name = host.get("distribution") or "unknown distribution"
+    version = host.get("full_version") or host.get("version") or "(no version)"
+    return "%s %s (kernel %s, arch %s)" % (
+        name, version, host.get("kernel") or "unknown", host.get("arch") or "unknown")
+
+
+def _fail(host, detail):
+    raise RouteError("No TOA route for %s: %s %s" % (host_label(host), detail, HINT))
+
+
+def _row_label(row):
+    return row.get("id") or row.get("image") or "(unnamed row)"
+
+
+def _check_row(row, host):
+    if not isinstance(row, dict):
+        _fail(host, "catalogue entry %r is not a mapping; fix toa_catalogue_extra." % (row,))
+    missing = [key for key in ("id", "distribution", "arch", "format", "kernel", "image")
+               if not row.get(key)]
+    if "version" not in row and "major" not in row:
+        missing.append("version or major")
+    if missing:
+        _fail(host, "catalogue row %s lacks %s; fix that row (toa_catalogue_extra)."
+              % (_row_label(row), ", ".join(missing)))
+    if row.get("format") not in ("rpm", "deb"):
+        _fail(host, "catalogue row %s has format %r; use rpm or deb."
+              % (_row_label(row), row.get("format")))
+
+
+def match_rows(host, catalogue):
+    """Rows matching the host, best first.
+
+    A row matches on distribution (case-insensitive), arch (normalised) and
+    either "version" (exact, e.g. "16.04") or "major" (e.g. "7").  Exact
+    version rows beat major rows; among equals the later row wins, so a
+    user's toa_catalogue_extra appended after the built-in rows overrides
+    them.  A later row with the same id replaces an earlier one.
+    """
+    by_id = {}
+    order = []
+    for row in catalogue or []:
+        _check_row(row, host)
+        key = str(row["id"])
+        if key not in by_id:
+            order.append(key)
+        by_id[key] = row
+    scored = []
+    for position, key in enumerate(order):
+        row = by_id[key]
+        if str(row["distribution"]).strip().lower() != host.get("distribution", "").lower():
+            continue
+        if normalize_arch(str(row["arch"])) != host.get("arch"):
+            continue
+        if "version" in row and row["version"] not in (None, ""):
+            if str(row["version"]).strip() != host.get("version"):
+                continue
+            rank = 2
+        else:
+            if str(row.get("major", "")).strip() != host.get("major"):
+                continue
+            rank = 1
+        scored.append((rank, position, row))
+    scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return [row for _rank, _position, row in scored]
+
+
+def module_route_problem(host):
+    """None when the DKMS module route can work on this host, else why not.
+
+    Rule: Debian or RedHat family, arch x86_64 or aarch64, running kernel
+    >= 3.10, and for the RedHat family major release >= 7 (EL6's 2.6.32 has
+    no kprobe API the module relies on).
+    """
+    if host.get("family") not in ("Debian", "RedHat"):
+        return "the module route supports the Debian and RedHat families only"
+    if host.get("arch") not in SUPPORTED_ARCHES:
+        return "the module route supports %s only" % " and ".join(SUPPORTED_ARCHES)
+    version = parse_kernel_version(host.get("kernel"))
+    if version is None:
+        return "the running kernel release %r cannot be parsed" % (host.get("kernel"),)
+    if version[:2] < MODULE_MIN_KERNEL:
+        return "the module route needs kernel >= %d.%d" % MODULE_MIN_KERNEL
+    if host.get("family") == "RedHat":
+        try:
+            if int(host.get("major")) < 7:
+                return "the module route needs a RedHat-family release >= 7"
+        except (TypeError, ValueError):
+            return "the RedHat-family release %r cannot be parsed" % (host.get("version"),)
+    return None
+
+
+def kernel_route_problem(host):
+    """None when a patched kernel can be built from source for this host.
+
+    Rule: Debian or RedHat family (their kernel packaging: rpmbuild or
+    make bindeb-pkg) on x86_64 or aarch64.
+    """
+    if host.get("family") not in ("Debian", "RedHat"):
+        return "the kernel route supports the Debian and RedHat families only"
+    if host.get("arch") not in SUPPORTED_ARCHES:
+        return "the kernel route supports %s only" % " and ".join(SUPPORTED_ARCHES)
+    return None
+
+
+def join_url(base_url, name):
+    """Join a base URL (http, https, file://) and a file name with one slash."""
+    if "://" in name:
+        return name
+    if not base_url:
+        return name
+    return base_url.rstrip("/") + "/" + name.lstrip("/")
+
+
+def normalize_sha256(value):
+    """Lower-case hex of a sha256 ("sha256:" prefix allowed), None when empty.
+
+    Raises ValueError when the value is not 64 hex digits.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if text.lower().startswith("sha256:"):
+        text = text[len("sha256:"):]
+    text = text.strip().lower()
+    if not _SHA256_RE.match(text):
+        raise ValueError(text)
+    return text
+
+
+def _package(host, row, base_url, checksums, allow_unverified, install_headers):
+    names = [("image", str(row["image"]))]
+    if install_headers and row.get("headers"):
+        names.append(("headers", str(row["headers"])))
+    row_sums = row.get("sha256") or {}
+    if not isinstance(row_sums, dict):
+        _fail(host, "catalogue row %s has sha256 %r; it must map file names to sha256 hex."
+              % (_row_label(row), row_sums))
+    files = []
+    unverified = []
+    for kind, location in names:
+        name = location.rstrip("/").rsplit("/", 1)[-1]
+        for source, table in (("toa_package_checksums", checksums or {}),
+                              ("the catalogue row %s" % _row_label(row), row_sums)):
+            raw = table.get(name)
+            try:
+                digest = normalize_sha256(raw)
+            except ValueError:
+                _fail(host, "the sha256 for %s in %s is %r, not 64 hex digits; correct it."
+                      % (name, source, raw))
+            if digest:
+                break
+        if not digest:
+            unverified.append(name)
+        files.append({
+            "name": name,
+            "url": join_url(base_url, location),
+            "sha256": digest,
+            "kind": kind,
+        })
+    if unverified and not allow_unverified:
+        _fail(host, "no sha256 is known for %s (catalogue row %s); the vendor publishes "
+              "none, so set toa_package_checksums: {%s: <sha256>} after verifying the "
+              "file yourself, or set toa_allow_unverified_packages: true."
+              % (", ".join(unverified), _row_label(row),
+                 ", ".join("'%s'" % name for name in unverified)))
+    return {
+        "id": row["id"],
+        "kernel": str(row["kernel"]),
+        "format": row["format"],
+        "files": files,
+        "verified": not unverified,
+        "running": str(row["kernel"]) == host.get("kernel"),
+        "headers_available": bool(row.get("headers")),
+    }
+
+
+def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, checksums=None,
+                 allow_unverified=False, install_headers=False):
+    """Choose how to give this host a TOA module.
+
+    Returns {route, reason, strategy, package}; package is None unless the
+    route is "package".  Raises RouteError when no route is possible or an
+    explicit strategy cannot be honoured.
+
+    auto: package when a catalogue row matches (see match_rows); else module
+    when module_route_problem() is None; else kernel when
+    kernel_route_problem() is None; else RouteError.
+    """
+    strategy = (strategy or "auto").strip().lower()
+    if strategy not in STRATEGIES:
+        _fail(host, "toa_strategy %r is not valid; use one of %s."
+              % (strategy, ", ".join(STRATEGIES)))
+    if checksums is not None and not isinstance(checksums, dict):
+        _fail(host, "toa_package_checksums must map file names to sha256 hex, got %r."
+              % (checksums,))
+    rows = match_rows(host, catalogue)
+    label = host_label(host)
+
+    def package_result(why):
+        row = rows[0]
+        return {
+            "route": "package",
+            "strategy": strategy,
+            "reason": why % {"row": _row_label(row), "kernel": row["kernel"]},
+            "package": _package(host, row, base_url, checksums, allow_unverified,
+                                install_headers),
+        }
+
+    if strategy == "package":
+        if not rows:
+            _fail(host, "toa_strategy is package but no catalogue row matches %s %s on %s."
+                  % (host.get("distribution"), host.get("version"), host.get("arch")))
+        return package_result("toa_strategy is package; catalogue row %(row)s "
+                              "provides TOA kernel %(kernel)s")
+    if strategy == "auto" and rows:
+        return package_result("catalogue row %(row)s provides a prebuilt TOA kernel "
+                              "%(kernel)s for this host")
+    module_problem = module_route_problem(host)
+    if strategy == "module":
+        if module_problem:
+            _fail(host, "toa_strategy is module but %s." % module_problem)
+        return {"route": "module", "strategy": strategy, "package": None,
+                "reason": "toa_strategy is module; building the TOA module with DKMS "
+                          "for kernel %s" % host.get("kernel")}
+    kernel_problem = kernel_route_problem(host)
+    if strategy == "kernel":
+        if kernel_problem:
+            _fail(host, "toa_strategy is kernel but %s." % kernel_problem)
+        return {"route": "kernel", "strategy": strategy, "package": None,
+                "reason": "toa_strategy is kernel; building a patched %s kernel from source"
+                          % host.get("distribution")}
+    if not module_problem:
+        return {"route": "module", "strategy": strategy, "package": None,
+                "reason": "no catalogue row matches %s; building the TOA module with DKMS "
+                          "for the running kernel" % label}
+    if not kernel_problem:
+        return {"route": "kernel", "strategy": strategy, "package": None,
+                "reason": "no catalogue row matches %s and %s; building a patched kernel "
+                          "from source" % (label, module_problem)}
+    _fail(host, "no catalogue row matches, %s, and %s."
+          % (module_problem, kernel_problem))
+
+
+def parse_dkms_status(text):
+    """Parse `dkms status` output of dkms 2.2, 2.8 and 3.x into a list of dicts.
+
+    Lines look like "toa, 1.0.0, 4.4.0-210-generic, x86_64: installed" (2.x),
+    "toa/1.0.0, 6.1.0-13-amd64, x86_64: installed" (3.x) or "toa/1.0.0: added";
+    anything after the state word, such as "(original_module exists)", is kept
+    in "notes".  Unparseable lines (warnings, errors) are skipped.
+    Each entry: {module, version, kernel, arch, state, notes}; kernel and arch
+    are None for "added" entries.
+    """
+    entries = []
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line or ":" not in line:
+            continue
+        head, tail = _split_status(line)
+        match = _STATUS_STATE_RE.match(tail.strip())
+        if not match:
+            continue
+        parts = [part.strip() for part in head.split(",")]
+        if "/" in parts[0]:
+            module, version = parts[0].split("/", 1)
+            rest = parts[1:]
+        else:
+            if len(parts) < 2:
+                continue
+            module, version = parts[0], parts[1]
+            rest = parts[2:]
+        if not module or not version or " " in module:
+            continue
+        kernel = rest[0] if rest else None
+        arch = rest[1] if len(rest) > 1 else None
+        entries.append({
+            "module": module,
+            "version": version,
+            "kernel": kernel or None,
+            "arch": arch or None,
+            "state": match.group("state").lower(),
+            "notes": match.group("notes").strip(),
+        })
+    return entries
+
+
+def _split_status(line):
+    # "toa, 1.0, 3.10.0-957.el7.x86_64, x86_64: installed-weak from 3.10.0-..."
+    # may carry further colons in the notes: split at the first ": ".
+    index = line.find(": ")
+    if index < 0:
+        index = line.find(":")
+        return line[:index], line[index + 1:]
+    return line[:index], line[index + 2:]
