@@ -13,13 +13,13 @@ short_description: Prove end to end that TOA rewrites the peer address of a TCP 
 description:
   - Proves that TOA (TCP Option Address) works on the target host, not merely that a kernel
     module is loaded.
-  - A forked child process enters a private network namespace (C(unshare(CLONE_NEWNET))),
+  - A forked child process enters a private network namespace (C(unshare) with C(CLONE_NEWNET)),
     brings up C(lo) and a TUN device named C(toaprobe0) with C(192.0.2.1/24) and
     C(2001:db8::1/64), and listens on it. It then plays the layer-4 proxy itself through the
     TUN file descriptor, writing a hand-made SYN from O(proxy_address), reading the kernel's
     SYN-ACK, and writing the final ACK with the TOA option (O(toa_address), O(toa_port)),
-    followed by a first data segment. It accepts the connection and reports what C(accept())
-    and C(getpeername()) returned.
+    followed by a first data segment. It accepts the connection and reports what accept()
+    and getpeername() returned.
   - Because the SYN-ACK is delivered to the TUN device (this process) the kernel never
     answers it with a RST, and no firewall rule, route or address is touched on the host.
   - When the child exits, its network namespace and the TUN device disappear with it. The
@@ -85,7 +85,7 @@ options:
   expect:
     description:
       - What the peer address must be for the module to succeed.
-      - V(rewritten) requires both C(getpeername()) and C(accept()) to report
+      - V(rewritten) requires both getpeername() and accept() to report
         O(toa_address):O(toa_port), the proof that TOA works.
       - V(unrewritten) requires both to report the real proxy address and port, for hosts
         without a TOA module or probes from an untrusted O(proxy_address).
@@ -149,27 +149,29 @@ EXAMPLES = r'''
 
 - name: Show the proof
   ansible.builtin.debug:
-    msg: "sent {{ probe.toa_address }}:{{ probe.toa_port }}, getpeername() said {{ probe.peer_address }}:{{ probe.peer_port }}"
+    msg: >-
+      sent {{ probe.toa_address }}:{{ probe.toa_port }},
+      getpeername() said {{ probe.peer_address }}:{{ probe.peer_port }}
 '''
 
 RETURN = r'''
 peer_address:
-  description: Address returned by C(getpeername()) on the accepted socket.
+  description: Address returned by getpeername() on the accepted socket.
   returned: success or failed expectation
   type: str
   sample: 203.0.113.7
 peer_port:
-  description: Port returned by C(getpeername()).
+  description: Port returned by getpeername().
   returned: success or failed expectation
   type: int
   sample: 4242
 accept_address:
-  description: Address returned by C(accept()).
+  description: Address returned by accept().
   returned: success or failed expectation
   type: str
   sample: 203.0.113.7
 accept_port:
-  description: Port returned by C(accept()).
+  description: Port returned by accept().
   returned: success or failed expectation
   type: int
   sample: 4242
@@ -194,7 +196,9 @@ proxy_port:
   type: int
   sample: 45123
 listen_address:
-  description: Address the listener was bound to inside the private namespace.
+  description:
+    - Destination of the crafted packets inside the private namespace. The listener is bound
+      to it, except for V(ipv4_on_ipv6) where it is bound to C(::) with C(IPV6_V6ONLY=0).
   returned: always
   type: str
   sample: 192.0.2.1
@@ -205,30 +209,30 @@ listen_port:
   sample: 39211
 expected_address:
   description:
-    - The address C(getpeername()) must report for O(expect), in the listener's notation
+    - The address getpeername() must report for O(expect), in the listener's notation
       (C(::ffff:a.b.c.d) for V(ipv4_on_ipv6)). Empty for O(expect=any).
   returned: always
   type: str
   sample: 203.0.113.7
 expected_port:
-  description: The port C(getpeername()) must report for O(expect); 0 for O(expect=any).
+  description: The port getpeername() must report for O(expect); 0 for O(expect=any).
   returned: when the probe ran
   type: int
   sample: 4242
 peer_state:
   description:
-    - V(rewritten) when C(getpeername()) reported the TOA address and port, V(unrewritten)
+    - V(rewritten) when getpeername() reported the TOA address and port, V(unrewritten)
       when it reported the proxy address and port, V(other) otherwise.
   returned: success or failed expectation
   type: str
   sample: rewritten
 accept_state:
-  description: The same classification for the address C(accept()) returned.
+  description: The same classification for the address accept() returned.
   returned: success or failed expectation
   type: str
   sample: rewritten
 rewritten:
-  description: Whether C(getpeername()) reported the TOA address and port.
+  description: Whether getpeername() reported the TOA address and port.
   returned: success or failed expectation
   type: bool
   sample: true
