@@ -1,0 +1,553 @@
+#!/usr/bin/env python3
+"""Guest images and QEMU lifecycle for the project's real-VM test bed.
+
+Containers share the host kernel and cannot load modules, so the role is
+proven in real virtual machines.  This tool:
+
+* builds bootable Debian/Ubuntu disk images with debootstrap (GRUB on the
+  disk, so a guest that installs a new kernel and reboots comes up on it),
+  cached under $TOA_CACHE/images and keyed by a hash of their recipe;
+* starts guests on a copy-on-write overlay (the base image stays clean),
+  with KVM when a real boot proves it works and TCG otherwise, SSH on a
+  free loopback port, a serial console captured to a file;
+* stops them and removes every trace (process, overlay, port) even after a
+  failed or interrupted run.
+
+Usage (run as root):
+  toavm.py image GUEST            build the image if missing, print its path
+  toavm.py up NAME --guest GUEST  start a guest, wait for SSH, print JSON state
+  toavm.py ssh NAME [-- CMD...]   run a command (or a shell) in the guest
+  toavm.py copy-to NAME SRC DST   copy a file or directory into the guest
+  toavm.py down NAME | --all      stop guests and remove their overlays
+  toavm.py ls                     list running guests
+  toavm.py guests                 list known guest recipes and archive status
+"""
+
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+CACHE = os.environ.get("TOA_CACHE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "toa-fleet")
+IMAGES = os.path.join(CACHE, "images")
+RUN = os.path.join(CACHE, "run")
+SSH_DIR = os.path.join(CACHE, "ssh")
+KEY = os.path.join(SSH_DIR, "id_ed25519")
+
+DEBIAN = "http://deb.debian.org/debian"
+DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
+UBUNTU = "http://archive.ubuntu.com/ubuntu"
+
+# No Ubuntu keyring is packaged in Debian 12.  Fetch Ubuntu's own keyring
+# package and accept it only if its hash matches this pin; debootstrap then
+# verifies the Release signatures with it as usual.
+UBUNTU_KEYRING_DEB = UBUNTU + "/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb"
+UBUNTU_KEYRING_SHA256 = "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8"
+
+BASE_PACKAGES = ["openssh-server", "python3", "systemd-sysv", "udev", "kmod",
+                 "iproute2", "sudo", "initramfs-tools", "e2fsprogs", "procps",
+                 "grub-pc", "ca-certificates"]
+
+
+def _debian(suite, security_suite):
+    return {
+        "distro": "debian", "suite": suite, "mirror": DEBIAN,
+        "sources": [
+            "deb %s %s main" % (DEBIAN, suite),
+            "deb %s %s-updates main" % (DEBIAN, suite),
+            "deb %s %s main" % (DEBIAN_SECURITY, security_suite),
+        ],
+        "kernel": ["linux-image-amd64"],
+        "extra": [],
+    }
+
+
+def _ubuntu(suite, extra=(), script=None):
+    pockets = ("", "-updates", "-security")
+    return {
+        "distro": "ubuntu", "suite": suite, "mirror": UBUNTU, "script": script,
+        "sources": ["deb %s %s%s main universe" % (UBUNTU, suite, p) for p in pockets],
+        "kernel": ["linux-image-virtual"],
+        "extra": list(extra),
+    }
+
+
+GUESTS = {
+    "debian11": _debian("bullseye", "bullseye-security"),
+    "debian12": _debian("bookworm", "bookworm-security"),
+    "debian13": _debian("trixie", "trixie-security"),
+    # Python 2.7 on xenial lets the legacy ansible-core 2.16 manage it the
+    # way a real legacy fleet is managed.
+    "ubuntu1604": _ubuntu("xenial", extra=["python2.7", "python-minimal"]),
+    "ubuntu1804": _ubuntu("bionic"),
+    "ubuntu2004": _ubuntu("focal"),
+    "ubuntu2204": _ubuntu("jammy"),
+    # Debian 12's debootstrap has no noble script; noble bootstraps like jammy.
+    "ubuntu2404": _ubuntu("noble", script="gutsy"),
+}
+
+
+def log(msg):
+    sys.stderr.write("toavm: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def run(cmd, **kw):
+    kw.setdefault("check", True)
+    return subprocess.run(cmd, **kw)
+
+
+def ensure_key():
+    if not os.path.exists(KEY):
+        os.makedirs(SSH_DIR, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "toa-fleet-testbed", "-f", KEY])
+    with open(KEY + ".pub") as f:
+        return f.read().strip()
+
+
+# ---------------------------------------------------------------- images
+
+def image_key(guest):
+    """Hash of everything that decides an image's content."""
+    h = hashlib.sha256()
+    h.update(json.dumps(GUESTS[guest], sort_keys=True).encode())
+    h.update(json.dumps(BASE_PACKAGES).encode())
+    for fn in (build_image, _configure_rootfs, _install_bootloader):
+        h.update(inspect.getsource(fn).encode())
+    h.update(ensure_key().encode())
+    return h.hexdigest()[:16]
+
+
+def image_path(guest):
+    return os.path.join(IMAGES, "%s-%s.qcow2" % (guest, image_key(guest)))
+
+
+def archive_answers(guest, timeout=15):
+    r = GUESTS[guest]
+    url = "%s/dists/%s/Release" % (r["mirror"], r["suite"])
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as resp:
+            return resp.status == 200
+    except Exception as e:  # noqa: BLE001 - any failure means "does not answer"
+        log("archive for %s does not answer (%s): %s" % (guest, url, e))
+        return False
+
+
+def ubuntu_keyring(workdir):
+    path = os.path.join(workdir, "ubuntu-keyring.deb")
+    with urllib.request.urlopen(UBUNTU_KEYRING_DEB, timeout=60) as resp, open(path, "wb") as out:
+        shutil.copyfileobj(resp, out)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    if digest != UBUNTU_KEYRING_SHA256:
+        raise SystemExit("toavm: Ubuntu keyring package hash mismatch: got %s, pinned %s (%s)"
+                         % (digest, UBUNTU_KEYRING_SHA256, UBUNTU_KEYRING_DEB))
+    x = os.path.join(workdir, "keyring")
+    run(["dpkg-deb", "-x", path, x])
+    return os.path.join(x, "usr/share/keyrings/ubuntu-archive-keyring.gpg")
+
+
+def chroot(root, *cmd, env=None):
+    e = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
+         "LC_ALL": "C", "HOME": "/root"}
+    e.update(env or {})
+    return run(["chroot", root] + list(cmd), env=e)
+
+
+def write(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def _configure_rootfs(root, guest, r, pubkey):
+    write(root + "/etc/apt/sources.list", "\n".join(r["sources"]) + "\n")
+    # Small guests: no docs, no man pages, no recommends.
+    write(root + "/etc/dpkg/dpkg.cfg.d/01-toa-nodoc",
+          "path-exclude=/usr/share/doc/*\npath-include=/usr/share/doc/*/copyright\n"
+          "path-exclude=/usr/share/man/*\npath-exclude=/usr/share/info/*\n"
+          "path-exclude=/usr/share/locale/*\npath-include=/usr/share/locale/locale.alias\n")
+    write(root + "/etc/apt/apt.conf.d/90toa-norecommends",
+          'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n')
+    write(root + "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
+    chroot(root, "apt-get", "update", "-qq")
+    pkgs = BASE_PACKAGES + r["kernel"] + r["extra"]
+    chroot(root, "apt-get", "install", "-y", "-qq", "-o", "Dpkg::Use-Pty=0", *pkgs)
+    os.unlink(root + "/usr/sbin/policy-rc.d")
+    write(root + "/etc/hostname", guest + "\n")
+    write(root + "/etc/hosts", "127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost ip6-localhost\n" % guest)
+    # Networking: systemd-networkd DHCP on the QEMU user-mode NIC.
+    write(root + "/etc/systemd/network/10-toa-dhcp.network",
+          "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n")
+    if os.path.islink(root + "/etc/resolv.conf"):
+        os.unlink(root + "/etc/resolv.conf")
+    write(root + "/etc/resolv.conf", "nameserver 10.0.2.3\n")
+    chroot(root, "systemctl", "enable", "systemd-networkd")
+    # sshd: key login as root only.
+    write(root + "/root/.ssh/authorized_keys", pubkey + "\n", 0o600)
+    os.chmod(root + "/root/.ssh", 0o700)
+    write(root + "/etc/ssh/sshd_config.d/toa.conf" if os.path.isdir(root + "/etc/ssh/sshd_config.d")
+          else root + "/etc/ssh/toa-unused.conf",
+          "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n")
+    if not os.path.isdir(root + "/etc/ssh/sshd_config.d"):
+        with open(root + "/etc/ssh/sshd_config", "a") as f:
+            f.write("\nUseDNS no\n")
+    # Kernels the guest installs later get a small initramfs built for the
+    # guest's own hardware (14 min -> 2.5 min under emulation); the image's
+    # first initramfs is built in a host chroot, where "dep" would size it
+    # for the host, so it keeps "most".
+    write(root + "/etc/initramfs-tools/conf.d/toa-modules-dep", "MODULES=dep\n")
+    write(root + "/etc/default/grub",
+          'GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR="toa-testbed"\n'
+          'GRUB_CMDLINE_LINUX_DEFAULT=""\n'
+          'GRUB_CMDLINE_LINUX="console=ttyS0,115200n8 net.ifnames=0"\n'
+          'GRUB_TERMINAL="serial console"\n'
+          'GRUB_SERIAL_COMMAND="serial --speed=115200"\nGRUB_DISABLE_OS_PROBER=true\n'
+          'GRUB_RECORDFAIL_TIMEOUT=1\n')
+    chroot(root, "apt-get", "clean")
+    # Every guest gets its own machine-id on first boot.
+    write(root + "/etc/machine-id", "")
+
+
+def _install_bootloader(root, loopdev, part):
+    uuid = run(["blkid", "-s", "UUID", "-o", "value", part], capture_output=True, text=True).stdout.strip()
+    write(root + "/etc/fstab", "UUID=%s / ext4 errors=remount-ro 0 1\n" % uuid)
+    chroot(root, "grub-install", "--target=i386-pc", "--recheck", loopdev)
+    chroot(root, "update-grub")
+    # update-grub in a chroot names the loop device as root; point it at the
+    # filesystem UUID (inside the guest update-grub gets this right by itself).
+    cfg = root + "/boot/grub/grub.cfg"
+    with open(cfg) as f:
+        text = f.read()
+    text = text.replace("root=%s" % part, "root=UUID=%s" % uuid)
+    if "root=UUID=%s" % uuid not in text:
+        raise SystemExit("toavm: could not set root=UUID in grub.cfg")
+    with open(cfg, "w") as f:
+        f.write(text)
+
+
+def build_image(guest, out, size="6G"):
+    r = GUESTS[guest]
+    pubkey = ensure_key()
+    os.makedirs(IMAGES, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="build-%s-" % guest, dir=IMAGES)
+    raw = os.path.join(work, "disk.raw")
+    mnt = os.path.join(work, "mnt")
+    os.makedirs(mnt)
+    loopdev = None
+    mounts = []
+    try:
+        run(["truncate", "-s", size, raw])
+        run(["sfdisk", "-q", raw], input=b"label: dos\nstart=2048, type=83, bootable\n")
+        loopdev = run(["losetup", "-f", "--show", raw], capture_output=True, text=True).stdout.strip()
+        run(["partx", "-a", loopdev])
+        part = loopdev + "p1"
+        run(["mkfs.ext4", "-q", "-L", "root", part])
+        run(["mount", part, mnt])
+        mounts.append(mnt)
+        cmd = ["debootstrap", "--variant=minbase", "--arch=amd64", "--components=main,universe"
+               if r["distro"] == "ubuntu" else "--components=main", "--include=ca-certificates"]
+        if r["distro"] == "ubuntu":
+            cmd.append("--keyring=" + ubuntu_keyring(work))
+        cmd += [r["suite"], mnt, r["mirror"]]
+        if r.get("script"):
+            cmd.append("/usr/share/debootstrap/scripts/" + r["script"])
+        log("debootstrap %s (%s)" % (guest, r["suite"]))
+        run(cmd, stdout=subprocess.DEVNULL)
+        for src, fstype in (("/proc", "proc"), ("/sys", "sysfs"), ("/dev", None), ("/dev/pts", None)):
+            dst = mnt + src
+            if fstype:
+                run(["mount", "-t", fstype, fstype, dst])
+            else:
+                run(["mount", "--bind", src, dst])
+            mounts.append(dst)
+        log("installing kernel and base packages in %s" % guest)
+        _configure_rootfs(mnt, guest, r, pubkey)
+        _install_bootloader(mnt, loopdev, part)
+    finally:
+        for m in reversed(mounts):
+            subprocess.run(["umount", "-l", m], check=False)
+        if loopdev:
+            subprocess.run(["partx", "-d", loopdev], check=False, stderr=subprocess.DEVNULL)
+            subprocess.run(["losetup", "-d", loopdev], check=False)
+    tmp = out + ".tmp"
+    run(["qemu-img", "convert", "-O", "qcow2", raw, tmp])
+    os.rename(tmp, out)
+    shutil.rmtree(work, ignore_errors=True)
+    log("built %s" % out)
+
+
+def cmd_image(args):
+    path = ensure_image(args.guest)
+    print(path)
+
+
+def ensure_image(guest):
+    if guest not in GUESTS:
+        raise SystemExit("toavm: unknown guest %r; known: %s" % (guest, ", ".join(sorted(GUESTS))))
+    path = image_path(guest)
+    if os.path.exists(path):
+        return path
+    if not archive_answers(guest):
+        raise SystemExit("toavm: SKIP %s: its package archive does not answer from here" % guest)
+    # Old images of this guest (other recipe hashes) are stale: drop them.
+    for old in os.listdir(IMAGES) if os.path.isdir(IMAGES) else []:
+        if old.startswith(guest + "-") and old.endswith(".qcow2"):
+            os.unlink(os.path.join(IMAGES, old))
+    t0 = time.time()
+    build_image(guest, path)
+    log("image %s built in %.0f s" % (guest, time.time() - t0))
+    return path
+
+
+# ---------------------------------------------------------------- guests
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def state_dir(name):
+    return os.path.join(RUN, name)
+
+
+def load_state(name):
+    p = os.path.join(state_dir(name), "state.json")
+    if not os.path.exists(p):
+        raise SystemExit("toavm: no guest named %r is running (see `toavm.py ls`)" % name)
+    with open(p) as f:
+        return json.load(f)
+
+
+def ssh_base(state):
+    return ["ssh", "-i", state["key"], "-p", str(state["port"]),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "BatchMode=yes",
+            "root@127.0.0.1"]
+
+
+def ssh_ok(state, timeout=20):
+    # ConnectTimeout does not bound the wait for the banner when QEMU's port
+    # forward accepts before sshd is up: bound the whole attempt.
+    try:
+        return subprocess.run(ssh_base(state) + ["true"], timeout=timeout,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def qemu_cmd(d, image_overlay, port, accel, mem, smp):
+    cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    return ["qemu-system-x86_64", "-name", os.path.basename(d), *cpu, "-m", str(mem), "-smp", str(smp),
+            "-drive", "file=%s,if=virtio,cache=unsafe,discard=unmap" % image_overlay,
+            "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % port,
+            "-device", "virtio-net-pci,netdev=n0",
+            "-device", "virtio-rng-pci",
+            "-display", "none", "-vga", "none",
+            "-serial", "file:" + os.path.join(d, "console.log"),
+            "-monitor", "unix:%s,server,nowait" % os.path.join(d, "monitor.sock"),
+            "-pidfile", os.path.join(d, "qemu.pid"), "-daemonize"]
+
+
+def start(name, guest, accel, mem, smp, boot_timeout):
+    d = state_dir(name)
+    if os.path.exists(os.path.join(d, "state.json")):
+        st = load_state(name)
+        if pid_alive(st["pid"]):
+            raise SystemExit("toavm: guest %r is already running (port %d)" % (name, st["port"]))
+        stop(name)
+    os.makedirs(d, exist_ok=True)
+    base = ensure_image(guest)
+    overlay = os.path.join(d, "overlay.qcow2")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay])
+    port = free_port()
+    q = subprocess.run(qemu_cmd(d, overlay, port, accel, mem, smp), capture_output=True, text=True)
+    if q.returncode != 0:
+        raise SystemExit("toavm: QEMU (%s) failed to start %r: %s" % (accel, name, q.stderr.strip()))
+    with open(os.path.join(d, "qemu.pid")) as f:
+        pid = int(f.read().strip())
+    st = {"name": name, "guest": guest, "port": port, "pid": pid, "key": KEY, "accel": accel,
+          "dir": d, "console": os.path.join(d, "console.log"), "image": base,
+          "started": time.time(), "python": "/usr/bin/python3"}
+    with open(os.path.join(d, "state.json"), "w") as f:
+        json.dump(st, f, indent=1)
+    deadline = time.time() + boot_timeout
+    while time.time() < deadline:
+        if not pid_alive(pid):
+            raise SystemExit("toavm: QEMU for %r exited during boot; console: %s" % (name, st["console"]))
+        if ssh_ok(st):
+            st["boot_seconds"] = round(time.time() - st["started"], 1)
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump(st, f, indent=1)
+            return st
+        time.sleep(2)
+    return None
+
+
+def detect_accel():
+    """KVM only when a real boot proves it; cached per boot of the host."""
+    forced = os.environ.get("TOA_ACCEL")
+    if forced:
+        return forced
+    verdict = os.path.join(RUN, ".accel")
+    if os.path.exists(verdict) and os.path.getmtime(verdict) > time.time() - 12 * 3600:
+        with open(verdict) as f:
+            return f.read().strip()
+    accel = "tcg"
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        log("probing KVM with a real boot (deadline 60 s)")
+        try:
+            st = start(".kvm-probe", "debian12", "kvm", 512, 1, 60)
+            if st:
+                accel = "kvm"
+        except SystemExit as e:
+            log("KVM probe failed: %s" % e)
+        finally:
+            stop(".kvm-probe")
+    os.makedirs(RUN, exist_ok=True)
+    with open(verdict, "w") as f:
+        f.write(accel)
+    log("accelerator: %s" % accel)
+    return accel
+
+
+def stop(name):
+    d = state_dir(name)
+    pidfile = os.path.join(d, "qemu.pid")
+    if os.path.exists(pidfile):
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().strip())
+        except ValueError:
+            pid = 0
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not pid_alive(pid):
+                    break
+                time.sleep(0.1)
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def cmd_up(args):
+    accel = args.accel or detect_accel()
+    st = start(args.name, args.guest, accel, args.mem, args.smp, args.boot_timeout)
+    if not st:
+        tail = ""
+        con = os.path.join(state_dir(args.name), "console.log")
+        if os.path.exists(con):
+            with open(con, errors="replace") as f:
+                tail = "".join(f.readlines()[-20:])
+        stop(args.name)
+        raise SystemExit("toavm: guest %r did not answer SSH within %d s; console tail:\n%s"
+                         % (args.name, args.boot_timeout, tail))
+    log("guest %s (%s, %s) up in %.1f s on port %d" % (args.name, args.guest, accel,
+                                                      st["boot_seconds"], st["port"]))
+    print(json.dumps(st))
+
+
+def cmd_ssh(args):
+    st = load_state(args.name)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        os.execvp("ssh", ssh_base(st)[:-1] + ["-t", "root@127.0.0.1"])
+    rc = subprocess.run(ssh_base(st) + [" ".join(cmd) if len(cmd) > 1 else cmd[0]]).returncode
+    sys.exit(rc)
+
+
+def cmd_copy_to(args):
+    st = load_state(args.name)
+    scp = ["scp", "-r", "-q", "-i", st["key"], "-P", str(st["port"]), "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", args.src,
+           "root@127.0.0.1:" + args.dst]
+    sys.exit(subprocess.run(scp).returncode)
+
+
+def cmd_down(args):
+    names = [n for n in os.listdir(RUN) if not n.startswith(".")] if args.all and os.path.isdir(RUN) else args.names
+    for n in names:
+        stop(n)
+        log("stopped %s" % n)
+
+
+def cmd_ls(args):
+    if not os.path.isdir(RUN):
+        return
+    for n in sorted(os.listdir(RUN)):
+        p = os.path.join(RUN, n, "state.json")
+        if os.path.exists(p):
+            with open(p) as f:
+                st = json.load(f)
+            print("%-20s %-11s port %-6d %s %s" % (n, st["guest"], st["port"], st["accel"],
+                                                  "running" if pid_alive(st["pid"]) else "dead"))
+
+
+def cmd_guests(args):
+    for g in sorted(GUESTS):
+        p = image_path(g)
+        print("%-11s %-9s %s" % (g, GUESTS[g]["suite"], p if os.path.exists(p) else "(not built)"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("image")
+    p.add_argument("guest")
+    p.set_defaults(func=cmd_image)
+    p = sub.add_parser("up")
+    p.add_argument("name")
+    p.add_argument("--guest", default="debian12")
+    p.add_argument("--accel", choices=["kvm", "tcg"])
+    p.add_argument("--mem", type=int, default=1024)
+    p.add_argument("--smp", type=int, default=2)
+    p.add_argument("--boot-timeout", type=int, default=300)
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("ssh")
+    p.add_argument("name")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_ssh)
+    p = sub.add_parser("copy-to")
+    p.add_argument("name")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(func=cmd_copy_to)
+    p = sub.add_parser("down")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("ls")
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("guests")
+    p.set_defaults(func=cmd_guests)
+    args = ap.parse_args()
+    if os.geteuid() != 0 and args.command in ("image", "up"):
+        raise SystemExit("toavm: building images and starting guests needs root (loop devices, chroot)")
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
