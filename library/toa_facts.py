@@ -1,0 +1,445 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: toa-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: toa_facts
+short_description: Report the TOA state of a host and the route the toa role would take
+description:
+  - Read-only. Reads C(/etc/os-release) (or C(/etc/redhat-release) on CentOS 6),
+    C(/proc/modules), C(/sys/module/<name>), C(/proc/net/toa_stats), the autoload files,
+    the installed kernels and C(dkms status), and returns them as C(ansible_facts.toa).
+  - Chooses the install route for the host from the vendor catalogue (see I(catalogue) and
+    I(strategy)). When no route fits, C(route) is null and C(route_error) says why; the
+    module itself does not fail, so the caller decides.
+  - Never changes anything; C(changed) is always false. Check mode is supported.
+options:
+  name:
+    description: Name of the kernel module.
+    type: str
+    default: toa
+  catalogue:
+    description:
+      - Vendor package rows, each a dict with C(id), C(distribution), C(version) (exact, for
+        example C("16.04")) or C(major) (for example C("7")), C(arch), C(format) (C(rpm) or
+        C(deb)), C(kernel) (the release C(uname -r) prints once booted), C(image),
+        C(headers) (file name or null) and C(sha256) (file name to sha256 hex).
+      - Rows with an exact C(version) beat C(major) rows; among equals, later rows win and a
+        later row with the same C(id) replaces an earlier one.
+    type: list
+    elements: dict
+    default: []
+  strategy:
+    description:
+      - C(auto) takes C(package) when a catalogue row matches, else C(module) (DKMS build) when
+        possible, else C(kernel) (patched kernel built from source).
+    type: str
+    choices: [auto, package, module, kernel]
+    default: auto
+  package_base_url:
+    description: Where the vendor packages are downloaded from (http, https or file://).
+    type: str
+    default: http://toakernel-1253438722.cossh.myqcloud.com/
+  package_checksums:
+    description: File name to sha256 hex; takes precedence over the catalogue's C(sha256).
+    type: dict
+    default: {}
+  allow_unverified:
+    description: Accept package files with no known sha256 (reported as C(verified=false)).
+    type: bool
+    default: false
+  install_headers:
+    description: Include the catalogue row's headers package in the route's files.
+    type: bool
+    default: false
+notes:
+  - Runs C(modinfo) and C(dkms status) when they are installed; nothing else is executed.
+author:
+  - toa-fleet contributors
+'''
+
+EXAMPLES = r'''
+- name: Read the TOA state and choose the route
+  toa_facts:
+    catalogue: "{{ toa_catalogue + toa_catalogue_extra }}"
+    strategy: "{{ toa_strategy }}"
+    package_base_url: "{{ toa_package_base_url }}"
+    package_checksums: "{{ toa_package_checksums }}"
+    allow_unverified: "{{ toa_allow_unverified_packages }}"
+
+- name: Say whether TOA is loaded
+  ansible.builtin.debug:
+    msg: >-
+      toa loaded: {{ ansible_facts.toa.module.loaded }},
+      route: {{ ansible_facts.toa.route.route if ansible_facts.toa.route else ansible_facts.toa.route_error }}
+'''
+
+RETURN = r'''
+ansible_facts:
+  description: Facts under the key C(toa).
+  returned: always
+  type: dict
+  contains:
+    toa:
+      description: TOA state of the host.
+      type: dict
+      contains:
+        host:
+          description:
+            - Host identity with keys C(distribution), C(id), C(like), C(version),
+              C(full_version), C(major), C(codename), C(pretty_name), C(family) (Debian, RedHat
+              or Unknown), C(arch) (x86_64, aarch64, ...), C(kernel), C(init) (systemd, upstart,
+              sysvinit or unknown), C(init_comm).
+          type: dict
+          sample: {distribution: Debian, version: "12", major: "12", family: Debian,
+                   arch: x86_64, kernel: 6.1.0-18-amd64, init: systemd}
+        module:
+          description:
+            - C(loaded) (in /proc/modules), C(version) and C(srcversion) (from /sys/module),
+              C(parameters) (name to value, readable ones), C(available) (modinfo finds it for
+              the running kernel), C(file) (its path), C(builtin) (compiled into the kernel).
+          type: dict
+          sample: {loaded: true, version: 1.0.0, parameters: {ipv4_kinds: "200"},
+                   available: true, file: /lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko}
+        stats:
+          description: Counters from /proc/net/toa_stats (per-CPU columns summed); {} when absent.
+          type: dict
+          sample: {syn_recv_sock_toa: 12, getname_toa_ok: 10}
+        autoload:
+          description:
+            - C(enabled) (some boot-time method loads the module), C(methods) (modules-load,
+              etc-modules, sysconfig, rc-local), C(files) (files that mention the module),
+              C(options) (parameters from modprobe.d), C(options_file), C(problems) (findings
+              such as the vendor guide's typographic-quote rc.local line).
+          type: dict
+        kernels:
+          description:
+            - C(running), C(installed_toa) (TOA kernel releases in /lib/modules or /boot),
+              C(running_is_toa).
+          type: dict
+        dkms:
+          description: C(dkms status) entries for the module (module, version, kernel, arch, state, notes).
+          type: list
+          elements: dict
+        dkms_installed:
+          description: Whether the dkms command exists.
+          type: bool
+        route:
+          description:
+            - The chosen route, C({route, strategy, reason, package}); C(package) is null unless
+              C(route) is C(package), else C({id, kernel, format, files, verified, running,
+              headers_available}) with C(files) a list of C({name, url, sha256, kind}).
+            - Null when no route fits.
+          type: dict
+        route_error:
+          description: Why no route fits and what to set; null when a route was chosen.
+          type: str
+'''
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.toa_route import (
+    SEED_BASE_URL,
+    STRATEGIES,
+    RouteError,
+    identify_host,
+    is_toa_kernel,
+    parse_dkms_status,
+    select_route,
+)
+
+# Prefix for every absolute path read; unit tests point it at a tmp tree.
+ROOT = "/"
+
+
+def host_path(path):
+    return os.path.join(ROOT, path.lstrip("/"))
+
+
+def read_text(path, default=None):
+    try:
+        with open(host_path(path), "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except (IOError, OSError):
+        return default
+
+
+def uname():
+    """(machine, kernel release); a function so tests can replace it."""
+    info = os.uname()
+    return info[4], info[2]
+
+
+def module_key(name):
+    # The kernel reports module names with underscores.
+    return name.replace("-", "_")
+
+
+def parse_proc_modules(text):
+    """Names of the modules listed in /proc/modules text."""
+    names = []
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if fields:
+            names.append(fields[0])
+    return names
+
+
+def parse_toa_stats(text):
+    """Counters from /proc/net/toa_stats.
+
+    Accepts "name value" lines, "name: value" lines and per-CPU tables
+    ("name  :  1  2  3", summed); header lines without numbers are skipped.
+    """
+    stats = {}
+    for line in (text or "").splitlines():
+        fields = line.replace(":", " ").split()
+        if len(fields) < 2:
+            continue
+        values = fields[1:]
+        if not all(re.match(r"^-?\d+$", value) for value in values):
+            continue
+        stats[fields[0]] = sum(int(value) for value in values)
+    return stats
+
+
+def read_parameters(name):
+    """Readable parameters under /sys/module/<name>/parameters."""
+    directory = host_path("/sys/module/%s/parameters" % module_key(name))
+    params = {}
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError:
+        return params
+    for entry in entries:
+        try:
+            with open(os.path.join(directory, entry), "rb") as handle:
+                params[entry] = handle.read().decode("utf-8", "replace").rstrip("\n")
+        except (IOError, OSError):
+            continue
+    return params
+
+
+def _modprobe_line_re(name):
+    return re.compile(r"^\s*(?:/s?bin/|/usr/s?bin/)?modprobe\s+(?:-\S+\s+)*%s(?:\s|;|$)"
+                      % re.escape(name))
+
+
+def module_state(module, name, kernel):
+    key = module_key(name)
+    loaded = key in parse_proc_modules(read_text("/proc/modules", ""))
+    sys_dir = "/sys/module/%s" % key
+    version = (read_text(sys_dir + "/version") or "").strip() or None
+    srcversion = (read_text(sys_dir + "/srcversion") or "").strip() or None
+    builtin = False
+    available = False
+    path = None
+    modinfo = module.get_bin_path("modinfo", opt_dirs=["/sbin", "/usr/sbin"])
+    if modinfo:
+        rc, out, _err = module.run_command([modinfo, "-k", kernel, "-n", name])
+        if rc == 0 and out.strip():
+            available = True
+            path = out.strip().splitlines()[0]
+            builtin = path.startswith("(builtin)")
+    if not available:
+        # No modinfo (minimal images): look in the kernel's module index.
+        base = "/lib/modules/%s/" % kernel
+        pattern = re.compile(r"(^|/)%s\.ko(\.[gx]z|\.zst)?$" % re.escape(key))
+        for index in ("modules.dep", "modules.builtin"):
+            for line in (read_text(base + index, "") or "").splitlines():
+                entry = line.split(":", 1)[0].strip()
+                if pattern.search(entry.replace("-", "_")):
+                    available = True
+                    builtin = index == "modules.builtin"
+                    path = "(builtin)" if builtin else base + entry
+                    break
+            if available:
+                break
+    return {
+        "loaded": loaded,
+        "version": version,
+        "srcversion": srcversion,
+        "parameters": read_parameters(name) if loaded or builtin else {},
+        "available": available,
+        "builtin": builtin,
+        "file": path,
+    }
+
+
+def autoload_state(name):
+    methods = []
+    files = []
+    problems = []
+    options = {}
+    options_file = None
+    line_re = re.compile(r"^\s*%s\s*(#.*)?$" % re.escape(name))
+
+    def listed(path):
+        text = read_text(path)
+        if text is None:
+            return None
+        return any(line_re.match(line) for line in text.splitlines())
+
+    for path in ("/etc/modules-load.d/%s.conf" % name, "/usr/lib/modules-load.d/%s.conf" % name):
+        found = listed(path)
+        if found is not None:
+            files.append(path)
+            if found and "modules-load" not in methods:
+                methods.append("modules-load")
+    if listed("/etc/modules"):
+        methods.append("etc-modules")
+        files.append("/etc/modules")
+
+    conf = "/etc/modprobe.d/%s.conf" % name
+    text = read_text(conf)
+    if text is not None:
+        files.append(conf)
+        options_file = conf
+        for line in text.splitlines():
+            fields = line.split("#", 1)[0].split()
+            if len(fields) >= 2 and fields[0] == "options" and fields[1] in (
+                    name, module_key(name)):
+                for item in fields[2:]:
+                    key, _sep, value = item.partition("=")
+                    options[key] = value
+
+    sysconfig = "/etc/sysconfig/modules/%s.modules" % name
+    if os.path.exists(host_path(sysconfig)):
+        files.append(sysconfig)
+        if os.access(host_path(sysconfig), os.X_OK):
+            methods.append("sysconfig")
+        else:
+            problems.append("%s is not executable, so rc.sysinit skips it" % sysconfig)
+
+    modprobe_re = _modprobe_line_re(name)
+    seen = set()
+    for path in ("/etc/rc.d/rc.local", "/etc/rc.local"):
+        real = os.path.realpath(host_path(path))
+        if real in seen or not os.path.isfile(real):
+            continue
+        seen.add(real)
+        text = read_text(path, "")
+        effective = False
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("#"):
+                continue
+            if modprobe_re.match(line):
+                effective = True
+            elif "modprobe" in stripped and name in stripped and (
+                    u"\u201c" in stripped or u"\u201d" in stripped):
+                problems.append("%s has the line %s with typographic quotes (copied from the "
+                                "vendor guide): it does not load %s; replace it with a plain "
+                                "`modprobe %s` line" % (path, stripped, name, name))
+        if effective:
+            files.append(path)
+            if os.access(real, os.X_OK):
+                methods.append("rc-local")
+            else:
+                problems.append("%s loads %s but is not executable, so it never runs"
+                                % (path, name))
+    return {
+        "enabled": bool(methods),
+        "methods": methods,
+        "files": files,
+        "options": options,
+        "options_file": options_file,
+        "problems": problems,
+    }
+
+
+def installed_toa_kernels():
+    releases = set()
+    try:
+        for entry in os.listdir(host_path("/lib/modules")):
+            if is_toa_kernel(entry):
+                releases.add(entry)
+    except OSError:
+        pass
+    try:
+        for entry in os.listdir(host_path("/boot")):
+            if entry.startswith("vmlinuz-") and is_toa_kernel(entry[len("vmlinuz-"):]):
+                releases.add(entry[len("vmlinuz-"):])
+    except OSError:
+        pass
+    return sorted(releases)
+
+
+def dkms_state(module, name):
+    dkms = module.get_bin_path("dkms", opt_dirs=["/sbin", "/usr/sbin"])
+    if not dkms:
+        return False, []
+    rc, out, _err = module.run_command([dkms, "status"])
+    if rc != 0:
+        return True, []
+    return True, [entry for entry in parse_dkms_status(out) if entry["module"] == name]
+
+
+def gather(module):
+    params = module.params
+    name = params["name"]
+    machine, running = uname()
+    kernel = (read_text("/proc/sys/kernel/osrelease") or running).strip()
+    os_release = read_text("/etc/os-release")
+    if os_release is None:
+        os_release = read_text("/usr/lib/os-release", "")
+    redhat_release = read_text("/etc/redhat-release", "")
+    host = identify_host(os_release, redhat_release, machine, kernel,
+                         read_text("/proc/1/comm", ""))
+    route = None
+    route_error = None
+    try:
+        route = select_route(host, params["catalogue"], strategy=params["strategy"],
+                             base_url=params["package_base_url"],
+                             checksums=params["package_checksums"],
+                             allow_unverified=params["allow_unverified"],
+                             install_headers=params["install_headers"])
+    except RouteError as exc:
+        route_error = str(exc)
+    dkms_installed, dkms = dkms_state(module, name)
+    return {
+        "host": host,
+        "module": module_state(module, name, kernel),
+        "stats": parse_toa_stats(read_text("/proc/net/toa_stats", "")),
+        "autoload": autoload_state(name),
+        "kernels": {
+            "running": kernel,
+            "installed_toa": installed_toa_kernels(),
+            "running_is_toa": is_toa_kernel(kernel),
+        },
+        "dkms": dkms,
+        "dkms_installed": dkms_installed,
+        "route": route,
+        "route_error": route_error,
+    }
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", default="toa"),
+            catalogue=dict(type="list", elements="dict", default=[]),
+            strategy=dict(type="str", default="auto", choices=list(STRATEGIES)),
+            package_base_url=dict(type="str", default=SEED_BASE_URL),
+            package_checksums=dict(type="dict", default={}),
+            allow_unverified=dict(type="bool", default=False),
+            install_headers=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    if not re.match(r"^[A-Za-z0-9_-]+$", module.params["name"]):
+        module.fail_json(msg="name %r is not a kernel module name; use letters, digits, _ "
+                             "and - only (for example: toa)" % module.params["name"])
+    module.exit_json(changed=False, ansible_facts={"toa": gather(module)})
+
+
+if __name__ == "__main__":
+    main()

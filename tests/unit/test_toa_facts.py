@@ -1,0 +1,244 @@
+"""toa_facts: parsing helpers and the whole module against a fake host tree."""
+
+import os
+
+import pytest
+import toa_facts
+from conftest import fixture_text, load_catalogue
+
+SHA = "b" * 64
+
+
+def write(root, path, text, mode=None):
+    full = os.path.join(str(root), path.lstrip("/"))
+    if not os.path.isdir(os.path.dirname(full)):
+        os.makedirs(os.path.dirname(full))
+    with open(full, "w") as handle:
+        handle.write(text)
+    if mode is not None:
+        os.chmod(full, mode)
+    return full
+
+
+@pytest.fixture
+def fakehost(tmp_path, monkeypatch):
+    """A host tree: Debian 12 on x86_64, systemd, nothing TOA installed."""
+    monkeypatch.setattr(toa_facts, "ROOT", str(tmp_path))
+    monkeypatch.setattr(toa_facts, "uname", lambda: ("x86_64", "6.1.0-18-amd64"))
+    write(tmp_path, "/etc/os-release", fixture_text("os-release", "debian12"))
+    write(tmp_path, "/proc/1/comm", "systemd\n")
+    write(tmp_path, "/proc/sys/kernel/osrelease", "6.1.0-18-amd64\n")
+    write(tmp_path, "/proc/modules",
+          "nf_tables 290816 0 - Live 0x0000000000000000\n"
+          "ext4 987136 1 - Live 0x0000000000000000\n")
+    os.makedirs(str(tmp_path / "lib/modules/6.1.0-18-amd64"))
+    return tmp_path
+
+
+def facts(run_module, args=None, **kwargs):
+    result = run_module(toa_facts, args or {}, **kwargs)
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is False
+    return result["ansible_facts"]["toa"]
+
+
+# -- helpers -----------------------------------------------------------------------
+
+def test_parse_proc_modules():
+    text = ("toa 16384 0 - Live 0xffffffffc0a1b000 (OE)\n"
+            "nf_tables 290816 0 - Live 0x0000000000000000\n\n")
+    assert toa_facts.parse_proc_modules(text) == ["toa", "nf_tables"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("syn_recv_sock_toa 5\ngetname_toa_ok 3\n", {"syn_recv_sock_toa": 5, "getname_toa_ok": 3}),
+    ("ipv4_hits: 7\n", {"ipv4_hits": 7}),
+    ("                 CPU0  CPU1\nsyn_recv_sock_toa :  2  3\ngetname_toa_ok : 1 0\n",
+     {"syn_recv_sock_toa": 5, "getname_toa_ok": 1}),
+    ("garbage line here\nlonely\n", {}),
+    ("", {}),
+])
+def test_parse_toa_stats(text, expected):
+    assert toa_facts.parse_toa_stats(text) == expected
+
+
+def test_read_parameters_skips_unreadable(fakehost, monkeypatch):
+    write(fakehost, "/sys/module/toa/parameters/ipv4_kinds", "200\n")
+    write(fakehost, "/sys/module/toa/parameters/trusted_cidrs", "\n")
+    os.makedirs(str(fakehost / "sys/module/toa/parameters/not_a_file"))
+    assert toa_facts.read_parameters("toa") == {"ipv4_kinds": "200", "trusted_cidrs": ""}
+
+
+def test_module_name_with_dash_maps_to_underscore(fakehost):
+    write(fakehost, "/sys/module/toa_x/parameters/p", "1\n")
+    assert toa_facts.read_parameters("toa-x") == {"p": "1"}
+
+
+# -- whole module ------------------------------------------------------------------------
+
+def test_nothing_installed(fakehost, run_module, fake_commands):
+    fake_commands.add(["modinfo", "-k", "6.1.0-18-amd64", "-n", "toa"], rc=1,
+                      err="modinfo: ERROR: Module toa not found.\n")
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["host"]["distribution"] == "Debian" and toa["host"]["init"] == "systemd"
+    assert toa["module"] == {"loaded": False, "version": None, "srcversion": None,
+                             "parameters": {}, "available": False, "builtin": False,
+                             "file": None}
+    assert toa["stats"] == {}
+    assert toa["autoload"]["enabled"] is False and toa["autoload"]["files"] == []
+    assert toa["kernels"] == {"running": "6.1.0-18-amd64", "installed_toa": [],
+                              "running_is_toa": False}
+    assert toa["dkms"] == [] and toa["dkms_installed"] is False
+    assert toa["route"]["route"] == "module"
+    assert toa["route_error"] is None
+
+
+def test_loaded_module_with_params_stats_and_dkms(fakehost, run_module, fake_commands):
+    write(fakehost, "/proc/modules",
+          "toa 16384 0 - Live 0xffffffffc0a1b000 (OE)\next4 987136 1 - Live 0x0\n")
+    write(fakehost, "/sys/module/toa/version", "1.0.0\n")
+    write(fakehost, "/sys/module/toa/srcversion", "0123ABCD\n")
+    write(fakehost, "/sys/module/toa/parameters/ipv4_kinds", "200\n")
+    write(fakehost, "/sys/module/toa/parameters/ipv6_kinds", "253,254\n")
+    write(fakehost, "/proc/net/toa_stats", "syn_recv_sock_toa 12\ngetname_toa_ok 10\n")
+    ko = "/lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko"
+    fake_commands.add(["modinfo", "-k", "6.1.0-18-amd64", "-n", "toa"], out=ko + "\n")
+    fake_commands.add(["dkms", "status"], out=(
+        "toa/1.0.0, 6.1.0-18-amd64, x86_64: installed\n"
+        "zfs/2.1.11, 6.1.0-18-amd64, x86_64: installed\n"))
+    toa = facts(run_module)
+    assert toa["module"] == {"loaded": True, "version": "1.0.0", "srcversion": "0123ABCD",
+                             "parameters": {"ipv4_kinds": "200", "ipv6_kinds": "253,254"},
+                             "available": True, "builtin": False, "file": ko}
+    assert toa["stats"] == {"syn_recv_sock_toa": 12, "getname_toa_ok": 10}
+    assert toa["dkms_installed"] is True
+    assert toa["dkms"] == [{"module": "toa", "version": "1.0.0", "kernel": "6.1.0-18-amd64",
+                            "arch": "x86_64", "state": "installed", "notes": ""}]
+
+
+def test_available_without_modinfo_uses_modules_dep(fakehost, run_module):
+    write(fakehost, "/lib/modules/6.1.0-18-amd64/modules.dep",
+          "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko\nupdates/dkms/toa.ko.xz:\n")
+    toa = facts(run_module, bins={"modinfo": None, "dkms": None})
+    assert toa["module"]["available"] is True
+    assert toa["module"]["file"] == "/lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko.xz"
+
+
+def test_autoload_systemd_files_and_options(fakehost, run_module):
+    write(fakehost, "/etc/modules-load.d/toa.conf",
+          "# Managed by toa-fleet (Ansible): do not edit\ntoa\n")
+    write(fakehost, "/etc/modprobe.d/toa.conf",
+          "# Managed by toa-fleet (Ansible): do not edit\n"
+          "options toa ipv4_kinds=200 ipv6_kinds=253,254 trusted_cidrs=\n")
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["autoload"]["enabled"] is True
+    assert toa["autoload"]["methods"] == ["modules-load"]
+    assert toa["autoload"]["files"] == ["/etc/modules-load.d/toa.conf", "/etc/modprobe.d/toa.conf"]
+    assert toa["autoload"]["options"] == {"ipv4_kinds": "200", "ipv6_kinds": "253,254",
+                                          "trusted_cidrs": ""}
+
+
+def test_autoload_modules_load_file_without_the_name_is_not_enabled(fakehost, run_module):
+    write(fakehost, "/etc/modules-load.d/toa.conf", "# toa\ntoast\n")
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["autoload"]["enabled"] is False
+    assert toa["autoload"]["files"] == ["/etc/modules-load.d/toa.conf"]
+
+
+def test_autoload_el6_sysconfig(fakehost, run_module):
+    write(fakehost, "/etc/sysconfig/modules/toa.modules", "#!/bin/sh\n/sbin/modprobe toa\n",
+          mode=0o755)
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["autoload"]["methods"] == ["sysconfig"]
+    os.chmod(str(fakehost / "etc/sysconfig/modules/toa.modules"), 0o644)
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["autoload"]["enabled"] is False
+    assert "not executable" in toa["autoload"]["problems"][0]
+
+
+def test_autoload_rc_local_and_vendor_quote_bug(fakehost, run_module):
+    write(fakehost, "/etc/rc.d/rc.local",
+          "#!/bin/bash\ntouch /var/lock/subsys/local\n\u201cmodprobe toa\u201d\n", mode=0o755)
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["autoload"]["enabled"] is False
+    assert "typographic quotes" in toa["autoload"]["problems"][0]
+    write(fakehost, "/etc/rc.d/rc.local",
+          "#!/bin/bash\ntouch /var/lock/subsys/local\nmodprobe toa\n", mode=0o755)
+    os.symlink("rc.d/rc.local", str(fakehost / "etc/rc.local"))
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["autoload"]["methods"] == ["rc-local"]
+    assert toa["autoload"]["files"] == ["/etc/rc.d/rc.local"]
+
+
+def test_autoload_rc_local_comment_and_non_executable(fakehost, run_module):
+    write(fakehost, "/etc/rc.local", "#!/bin/sh -e\n# modprobe toa\nexit 0\n", mode=0o755)
+    assert facts(run_module, bins={"dkms": None})["autoload"]["enabled"] is False
+    write(fakehost, "/etc/rc.local", "#!/bin/sh -e\n/sbin/modprobe toa\nexit 0\n", mode=0o644)
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["autoload"]["enabled"] is False
+    assert "not executable" in toa["autoload"]["problems"][0]
+
+
+def test_etc_modules_is_detected(fakehost, run_module):
+    write(fakehost, "/etc/modules", "# /etc/modules\nloop\ntoa\n")
+    assert facts(run_module, bins={"dkms": None})["autoload"]["methods"] == ["etc-modules"]
+
+
+def test_installed_toa_kernels_from_lib_modules_and_boot(fakehost, run_module, monkeypatch):
+    os.makedirs(str(fakehost / "lib/modules/3.16.43.toa"))
+    write(fakehost, "/boot/vmlinuz-3.16.43.toa", "")
+    write(fakehost, "/boot/vmlinuz-4.4.87.toa", "")
+    write(fakehost, "/boot/vmlinuz-6.1.0-18-amd64", "")
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["kernels"]["installed_toa"] == ["3.16.43.toa", "4.4.87.toa"]
+    assert toa["kernels"]["running_is_toa"] is False
+    write(fakehost, "/proc/sys/kernel/osrelease", "3.16.43.toa\n")
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["kernels"]["running_is_toa"] is True
+
+
+def test_centos6_without_os_release_takes_package_route(fakehost, run_module, monkeypatch):
+    os.remove(str(fakehost / "etc/os-release"))
+    write(fakehost, "/etc/redhat-release", fixture_text("redhat-release", "centos6"))
+    write(fakehost, "/proc/1/comm", "init\n")
+    write(fakehost, "/proc/sys/kernel/osrelease", "2.6.32-754.35.1.el6.x86_64\n")
+    image = "kernel-2.6.32-220.23.1.el6.toa.x86_64.rpm"
+    toa = facts(run_module, {"catalogue": load_catalogue(),
+                             "package_base_url": "file:///srv/mirror",
+                             "package_checksums": {image: SHA}}, bins={"dkms": None})
+    assert (toa["host"]["distribution"], toa["host"]["version"], toa["host"]["init"]) == (
+        "CentOS", "6.10", "upstart")
+    assert toa["route"]["route"] == "package"
+    assert toa["route"]["package"]["files"] == [
+        {"name": image, "url": "file:///srv/mirror/" + image, "sha256": SHA, "kind": "image"}]
+
+
+def test_route_error_is_reported_not_failed(fakehost, run_module):
+    write(fakehost, "/etc/os-release", fixture_text("os-release", "alpine319"))
+    toa = facts(run_module, {"catalogue": load_catalogue()}, bins={"dkms": None})
+    assert toa["route"] is None
+    assert "Alpine 3.19.1" in toa["route_error"]
+    assert "toa_strategy" in toa["route_error"]
+
+
+def test_unverified_package_route_error(fakehost, run_module):
+    write(fakehost, "/etc/os-release", fixture_text("os-release", "debian8"))
+    write(fakehost, "/proc/sys/kernel/osrelease", "3.16.0-11-amd64\n")
+    toa = facts(run_module, {"catalogue": load_catalogue()}, bins={"dkms": None})
+    assert toa["route"] is None
+    assert "toa_package_checksums" in toa["route_error"]
+    toa = facts(run_module, {"catalogue": load_catalogue(), "allow_unverified": True},
+                bins={"dkms": None})
+    assert toa["route"]["package"]["verified"] is False
+
+
+def test_check_mode_is_the_same(fakehost, run_module):
+    toa = facts(run_module, check_mode=True, bins={"dkms": None})
+    assert toa["route"]["route"] == "module"
+
+
+def test_bad_arguments_fail(fakehost, run_module):
+    result = run_module(toa_facts, {"strategy": "magic"}, bins={"dkms": None})
+    assert result["failed"] and "strategy" in result["msg"]
+    result = run_module(toa_facts, {"name": "toa; rm -rf /"}, bins={"dkms": None})
+    assert result["failed"] and "not a kernel module name" in result["msg"]
