@@ -4,8 +4,8 @@
  *
  * Kind AND length identify TOA: kind 254 is also used by experimental TCP
  * Fast Open (magic 0xF989), and 253/254 are shared experimental kinds, so a
- * kind alone proves nothing.  Any structural error in the option area makes
- * the whole segment untrusted: a parser that skips garbage and keeps going
+ * kind alone proves nothing.  Any structural error in the option area (bad
+ * length byte, truncation) makes the whole segment untrusted: a parser that skips garbage and keeps going
  * could be steered by crafted bytes into reading a TOA the sender never
  * meant to send.
  */
@@ -35,8 +35,11 @@ static bool toa_addr_is_zero(const struct toa_addr *a)
 
 /*
  * Classify one well-formed option of length @olen.  Returns FOUND when it is
- * a usable TOA (copied to @out), MALFORMED when it carries a configured TOA
- * kind but cannot be one, NONE for anything else.
+ * a usable TOA (copied to @out), MALFORMED when it is a TOA by kind and
+ * length but names no client, NONE for anything else.  A configured kind
+ * with another length is some other option sharing the kind (RFC 6994
+ * experiments use 253/254 too): not TOA, and no reason to distrust the
+ * segment.
  */
 static enum toa_parse_res toa_check_one(const u8 *p, unsigned int olen,
 					const struct toa_kinds *k4,
@@ -51,9 +54,8 @@ static enum toa_parse_res toa_check_one(const u8 *p, unsigned int olen,
 	if (toa_is_tfo_exp(p, olen))
 		return TOA_PARSE_NONE;	/* Fast Open cookie, not ours */
 
+	/* Check the length before touching the payload: it may be 2 bytes. */
 	memset(out, 0, sizeof(*out));
-	out->kind = p[0];
-	memcpy(&out->port, p + 2, sizeof(out->port));
 	if (is4 && olen == TOA_V4_LEN) {
 		out->fam = TOA_FAM_V4;
 		memcpy(&out->v4, p + 4, sizeof(out->v4));
@@ -61,8 +63,10 @@ static enum toa_parse_res toa_check_one(const u8 *p, unsigned int olen,
 		out->fam = TOA_FAM_V6;
 		memcpy(out->v6.s6_addr, p + 4, sizeof(out->v6.s6_addr));
 	} else {
-		return TOA_PARSE_MALFORMED;
+		return TOA_PARSE_NONE;
 	}
+	out->kind = p[0];
+	memcpy(&out->port, p + 2, sizeof(out->port));
 	/* An unspecified client address can only be a broken proxy. */
 	if (toa_addr_is_zero(out))
 		return TOA_PARSE_MALFORMED;

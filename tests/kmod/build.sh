@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Compile matrix for the TOA kernel module (roles/toa/files/toa-src).
+#
+# The host cannot load modules, so this proves what a host can prove:
+#   - the option parser, built in user space with sanitizers, survives
+#     fixed vectors and random input;
+#   - toa.ko builds without a single warning against Debian 12 headers for
+#     amd64 (native) and arm64 (cross, gcc-aarch64-linux-gnu);
+#   - modinfo shows version, license, description and every parameter;
+#   - VERSION, toa.h and dkms.conf agree on the version.
+# Kernel headers are never installed into the system: the .deb files are
+# fetched with apt-get download and unpacked under
+# ${TOA_CACHE:-~/.cache/toa-fleet}/kheaders.  arm64 package lists come from a
+# private apt state directory there, so the host's dpkg architectures stay
+# untouched.  Idempotent; prints one PASS/FAIL line per target.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../../roles/toa/files/toa-src" && pwd)
+: "${TOA_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/toa-fleet}"
+cache=$TOA_CACHE/kheaders
+mkdir -p "$cache"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failed=0
+
+pass() { echo "PASS $1${2:+ ($2)}"; }
+fail() { echo "FAIL $1: $2"; failed=1; }
+
+# ----------------------------------------------------------------------------
+# apt helpers
+apt_arm64() {	# apt_arm64 APT-GET-OR-CACHE ARGS...: apt with arm64 lists
+	local tool=$1 dir=$cache/apt-arm64
+	shift
+	mkdir -p "$dir/lists/partial" "$dir/archives/partial"
+	[ -f "$dir/status" ] || : > "$dir/status"
+	cat > "$dir/apt.conf" <<CONF
+APT::Architecture "arm64";
+APT::Architectures { "arm64"; };
+Dir::State::Lists "$dir/lists";
+Dir::State::status "$dir/status";
+Dir::Cache "$dir";
+Dir::Cache::archives "$dir/archives";
+CONF
+	APT_CONFIG=$dir/apt.conf "$tool" "$@"
+}
+
+# newest ABI number NN of linux-headers-6.1.0-NN-<flavour> known to apt
+newest_abi() {	# newest_abi FLAVOUR [arm64]
+	local lister=(apt-cache)
+	[ "${2:-}" = arm64 ] && lister=(apt_arm64 apt-cache)
+	"${lister[@]}" search --names-only "^linux-headers-6\.1\.0-[0-9]+-$1\$" 2>/dev/null |
+		sed -n "s/^linux-headers-6\.1\.0-\([0-9]*\)-$1 .*/\1/p" | sort -n | tail -1
+}
+
+# fetch_headers ARCH FLAVOUR NN: unpack headers + common + kbuild; echo the
+# kernel build directory.  The packages' Makefile includes the common tree
+# by absolute /usr/src path: point it into the cache instead.
+fetch_headers() {
+	local arch=$1 flavour=$2 abi=$3 root debs kdir
+	local rel=6.1.0-$abi-$flavour
+	root=$cache/root-$rel
+	kdir=$root/usr/src/linux-headers-$rel
+	if [ ! -f "$root/.complete" ]; then
+		debs=$cache/debs-$rel
+		rm -rf "$root" "$debs"
+		mkdir -p "$debs" "$root"
+		(cd "$debs" && apt-get download -q \
+			"linux-headers-6.1.0-$abi-common" linux-kbuild-6.1 >/dev/null 2>&1) ||
+			return 1
+		if [ "$arch" = amd64 ]; then
+			(cd "$debs" && apt-get download -q "linux-headers-$rel" >/dev/null 2>&1) ||
+				return 1
+		else
+			(cd "$debs" && apt_arm64 apt-get download -q "linux-headers-$rel" >/dev/null 2>&1) ||
+				return 1
+		fi
+		for d in "$debs"/*.deb; do
+			dpkg-deb -x "$d" "$root" || return 1
+		done
+		sed -i "s#^include /usr/src/#include $root/usr/src/#" "$kdir/Makefile"
+		touch "$root/.complete"
+		rm -rf "$debs"
+	fi
+	echo "$kdir"
+}
+
+# ----------------------------------------------------------------------------
+# 1. version consistency
+version=$(tr -d ' \n' < "$src/VERSION")
+hver=$(sed -n 's/^#define TOA_VERSION[[:space:]]*"\(.*\)".*/\1/p' "$src/toa.h")
+dver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$src/dkms.conf")
+if [ -n "$version" ] && [ "$version" = "$hver" ] && [ "$version" = "$dver" ]; then
+	pass version "$version in VERSION, toa.h, dkms.conf"
+else
+	fail version "VERSION=$version toa.h=$hver dkms.conf=$dver"
+fi
+
+# 2. user-space parser test with sanitizers
+if gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined \
+	-fno-sanitize-recover=all -I"$src" -include "$here/opt_shim.h" \
+	-o "$work/opt_test" "$here/opt_test.c" "$src/toa_opt.c" >"$work/opt.log" 2>&1 &&
+	"$work/opt_test" >>"$work/opt.log" 2>&1; then
+	pass parser "$(tail -1 "$work/opt.log")"
+else
+	fail parser "$(tail -5 "$work/opt.log" | tr '\n' ' ')"
+fi
+
+# 3. kernel builds
+assert_modinfo() {	# assert_modinfo KO RELEASE MACHINE
+	local ko=$1 rel=$2 machine=$3 mi p
+	mi=$(/sbin/modinfo "$ko" 2>&1) || { echo "modinfo failed: $mi"; return 1; }
+	grep -qx "version: *$version" <<<"$mi" || { echo "version not $version"; return 1; }
+	grep -qx "license: *GPL" <<<"$mi" || { echo "license not GPL"; return 1; }
+	grep -q "^description: *[^ ]" <<<"$mi" || { echo "no description"; return 1; }
+	grep -q "^author: *[^ ]" <<<"$mi" || { echo "no author"; return 1; }
+	grep -q "^vermagic: *$rel " <<<"$mi" || { echo "vermagic not $rel"; return 1; }
+	for p in enabled max_entries ipv4_kinds ipv6_kinds trusted_cidrs syn_toa maxactive; do
+		grep -q "^parm: *$p:[^ ]" <<<"$mi" || { echo "parameter $p missing or undocumented"; return 1; }
+	done
+	readelf -h "$ko" | grep -q "Machine: *$machine" || { echo "not a $machine object"; return 1; }
+}
+
+build_target() {	# build_target NAME ARCH FLAVOUR MACHINE [make args...]
+	local name=$1 arch=$2 flavour=$3 machine=$4 abi kdir bdir log why
+	shift 4
+	if [ "$arch" = arm64 ] && ! command -v aarch64-linux-gnu-gcc-12 >/dev/null; then
+		fail "$name" "aarch64-linux-gnu-gcc-12 missing (apt-get install gcc-aarch64-linux-gnu)"
+		return
+	fi
+	# arm64 package lists: refreshed at most once a day
+	if [ "$arch" = arm64 ] &&
+		[ -z "$(find "$cache/apt-arm64/lists" -name '*Packages*' -mtime -1 2>/dev/null | head -1)" ]; then
+		apt_arm64 apt-get -qq update >/dev/null 2>&1
+	fi
+	abi=$(if [ "$arch" = arm64 ]; then newest_abi "$flavour" arm64; else newest_abi "$flavour"; fi)
+	if [ -z "$abi" ]; then	# offline: reuse the newest cached tree
+		abi=$(ls -d "$cache"/root-6.1.0-*-"$flavour" 2>/dev/null |
+			sed -n "s#.*/root-6\.1\.0-\([0-9]*\)-$flavour\$#\1#p" | sort -n | tail -1)
+	fi
+	if [ -z "$abi" ]; then
+		fail "$name" "no linux-headers-6.1.0-NN-$flavour known to apt and none cached"
+		return
+	fi
+	if ! kdir=$(fetch_headers "$arch" "$flavour" "$abi"); then
+		fail "$name" "cannot download headers for 6.1.0-$abi-$flavour"
+		return
+	fi
+	bdir=$work/$name
+	cp -r "$src" "$bdir"
+	log=$work/$name.log
+	if ! make -C "$kdir" M="$bdir" "$@" modules >"$log" 2>&1; then
+		fail "$name" "build failed: $(grep -m3 -iE 'error|warning' "$log" | tr '\n' ' ')"
+		return
+	fi
+	# Any warning from compiler, modpost or kbuild fails the target.
+	if grep -iE 'warning|error' "$log" | grep -v 'Skipping BTF generation' | grep -q .; then
+		fail "$name" "warnings: $(grep -m3 -iE 'warning|error' "$log" | tr '\n' ' ')"
+		return
+	fi
+	if ! why=$(assert_modinfo "$bdir/toa.ko" "6.1.0-$abi-$flavour" "$machine"); then
+		fail "$name" "modinfo: $why"
+		return
+	fi
+	pass "$name" "6.1.0-$abi-$flavour, no warnings, modinfo ok"
+}
+
+build_target debian12-amd64 amd64 amd64 'Advanced Micro Devices X86-64'
+build_target debian12-arm64 arm64 arm64 AArch64 ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
+
+exit $failed
