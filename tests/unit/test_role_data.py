@@ -1,0 +1,169 @@
+"""Checks on the toa role's data: the vendor catalogue, defaults against
+argument_specs, the source version, and the generated README table."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROLE = os.path.join(ROOT, "roles", "toa")
+SEED = os.path.join(ROOT, "..", "shared", "seed", "000_488b86c3088b2506.txt")
+SEED_URL = "http://toakernel-1253438722.cossh.myqcloud.com/"
+
+# The seed guide's four prebuilt TOA kernels: (distribution, release, arch,
+# uname -r once booted, image file, headers file).
+SEED_ROWS = [
+    ("centos", "6", "x86_64", "2.6.32-220.23.1.el6.toa.x86_64",
+     "kernel-2.6.32-220.23.1.el6.toa.x86_64.rpm", None),
+    ("centos", "7", "x86_64", "3.10.0-693.el7.centos.toa.x86_64",
+     "kernel-3.10.0-693.el7.centos.toa.x86_64.rpm", None),
+    ("ubuntu", "16.04", "x86_64", "4.4.87.toa",
+     "linux-image-4.4.87.toa_1.0_amd64.deb", "linux-headers-4.4.87.toa_1.0_amd64.deb"),
+    ("debian", "8", "x86_64", "3.16.43.toa",
+     "linux-image-3.16.43.toa_1.0_amd64.deb", "linux-headers-3.16.43.toa_1.0_amd64.deb"),
+]
+ROW_KEYS = {"id", "distribution", "arch", "kernel", "format", "image", "headers", "sha256"}
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def load(*parts):
+    with open(os.path.join(ROLE, *parts)) as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return load("vars", "main.yml")["toa_catalogue_default"]
+
+
+@pytest.fixture(scope="module")
+def defaults():
+    return load("defaults", "main.yml")
+
+
+@pytest.fixture(scope="module")
+def options():
+    return load("meta", "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+def release(row):
+    return str(row.get("version") or row.get("major"))
+
+
+def test_catalogue_rows_are_well_formed(catalogue):
+    ids = [row["id"] for row in catalogue]
+    assert len(ids) == len(set(ids)), "catalogue ids must be unique"
+    for row in catalogue:
+        assert ROW_KEYS <= set(row), "%s lacks %s" % (row["id"], ROW_KEYS - set(row))
+        assert ("version" in row) != ("major" in row), "%s: give version or major" % row["id"]
+        assert isinstance(row.get("version", row.get("major")), str), \
+            "%s: quote the release so YAML keeps it a string" % row["id"]
+        assert row["format"] in ("rpm", "deb")
+        assert row["image"].endswith("." + row["format"])
+        if row["headers"] is not None:
+            assert row["headers"].endswith("." + row["format"])
+        assert isinstance(row["sha256"], dict)
+        for name, digest in row["sha256"].items():
+            assert name in (row["image"], row["headers"])
+            assert SHA256_RE.match(digest), "%s: %s is not sha256 hex" % (row["id"], name)
+
+
+def test_catalogue_kernel_matches_its_file_name(catalogue):
+    # uname -r of the installed kernel is spelt inside the package file name.
+    for row in catalogue:
+        if row["format"] == "rpm":
+            assert row["image"] == "kernel-%s.rpm" % row["kernel"]
+        else:
+            assert row["image"].startswith("linux-image-%s_" % row["kernel"])
+            if row["headers"]:
+                assert row["headers"].startswith("linux-headers-%s_" % row["kernel"])
+        assert re.search(r"(^|[-._])toa($|[-._])", row["kernel"]), row["kernel"]
+
+
+def test_catalogue_holds_the_seed_rows(catalogue):
+    got = sorted((row["distribution"], release(row), row["arch"], row["kernel"], row["image"],
+                  row["headers"]) for row in catalogue)
+    assert got == sorted(SEED_ROWS)
+
+
+@pytest.mark.skipif(not os.path.exists(SEED), reason="seed guide not checked out next to the repo")
+def test_catalogue_file_names_appear_in_the_seed(catalogue):
+    with open(SEED, encoding="utf-8") as handle:
+        seed = handle.read()
+    for row in catalogue:
+        for name in (row["image"], row["headers"]):
+            if name:
+                assert SEED_URL + name in seed, name
+
+
+def test_default_base_url_is_the_seeds(defaults):
+    assert defaults["toa_package_base_url"] == SEED_URL
+
+
+def test_every_default_is_specified_and_every_spec_has_a_default(defaults, options):
+    assert set(defaults) == set(options)
+
+
+@pytest.mark.parametrize("key", ["type", "description"])
+def test_every_option_has(options, key):
+    missing = [name for name, spec in options.items() if not spec.get(key)]
+    assert not missing, "options without %s: %s" % (key, missing)
+
+
+def test_spec_defaults_equal_role_defaults(defaults, options):
+    for name, spec in options.items():
+        assert "default" in spec, name
+        assert spec["default"] == defaults[name], name
+
+
+def test_defaults_are_allowed_choices(defaults, options):
+    for name, spec in options.items():
+        if "choices" not in spec:
+            continue
+        values = defaults[name] if isinstance(defaults[name], list) else [defaults[name]]
+        for value in values:
+            assert value in spec["choices"], "%s=%r not in %r" % (name, value, spec["choices"])
+
+
+def test_default_types_match_their_spec(defaults, options):
+    types = {"str": str, "path": str, "bool": bool, "int": int, "dict": dict, "list": list}
+    for name, spec in options.items():
+        assert isinstance(defaults[name], types[spec["type"]]), name
+
+
+def test_inputs_are_role_prefixed(defaults):
+    assert all(name.startswith("toa_") for name in defaults)
+
+
+def test_src_version_matches_dkms_conf(defaults):
+    path = os.path.join(ROLE, "files", "toa-src", "dkms.conf")
+    if not os.path.exists(path):
+        pytest.skip("roles/toa/files/toa-src/dkms.conf not present yet")
+    with open(path) as handle:
+        match = re.search(r'^PACKAGE_VERSION=["\']?([^"\'\s]+)', handle.read(), re.M)
+    assert match, "dkms.conf has no PACKAGE_VERSION"
+    assert match.group(1) == defaults["toa_src_version"]
+
+
+def test_src_version_matches_version_file(defaults):
+    path = os.path.join(ROLE, "files", "toa-src", "VERSION")
+    if not os.path.exists(path):
+        pytest.skip("roles/toa/files/toa-src/VERSION not present")
+    with open(path) as handle:
+        assert handle.read().strip() == defaults["toa_src_version"]
+
+
+def test_route_task_file_for_every_route(options):
+    for route in ("package", "module", "kernel"):
+        assert os.path.exists(os.path.join(ROLE, "tasks", "route_%s.yml" % route)), route
+    assert set(options["toa_strategy"]["choices"]) == {"auto", "package", "module", "kernel"}
+
+
+def test_readme_role_variables_are_current():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_role_docs.py"),
+                             "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
