@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""In-guest functional test of toa.ko (run as root inside a test VM).
+
+Plays the layer-4 proxy through a TUN device in a private network namespace:
+writes hand-made SYN / final ACK segments carrying TOA options, reads the
+kernel's SYN-ACK back, accepts, and checks what accept() and getpeername()
+report.  Loads and unloads the module itself.
+
+  vm_toa_test.py --ko ./toa.ko [--quick]
+
+Prints one PASS/FAIL line per check and a few "MEASURE" lines; exits non-zero
+when a check fails.  Counters are read from /proc/1/net/toa_stats (the file
+lives in the initial network namespace; this process runs in its own).
+"""
+import argparse
+import ctypes
+import fcntl
+import ipaddress
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+TUNSETIFF = 0x400454ca
+IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
+CLONE_NEWNET = 0x40000000
+TUN = 'toat0'
+L4, P4 = '192.0.2.1', '192.0.2.2'          # listener / proxy (IPv4)
+L6, P6 = '2001:db8::1', '2001:db8::2'      # listener / proxy (IPv6)
+PORT4, PORT6, PORT_DUAL, PORT_LO = 80, 80, 81, 90
+STATS = '/proc/1/net/toa_stats'
+PARAMS = '/sys/module/toa/parameters/'
+
+failures = []
+tun_fd = None
+next_sport = [20000]
+
+
+def check(name, ok, detail=''):
+    print('%s %s%s' % ('PASS' if ok else 'FAIL', name, (': ' + detail) if detail else ''))
+    sys.stdout.flush()
+    if not ok:
+        failures.append(name)
+
+
+def sh(*args, ok_codes=(0,)):
+    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode not in ok_codes:
+        raise RuntimeError('%s: %s' % (' '.join(args), r.stdout))
+    return r
+
+
+def stats():
+    out = {}
+    with open(STATS) as f:
+        for line in f:
+            k, v = line.split()
+            out[k] = int(v)
+    return out
+
+
+def setp(name, value):
+    """Write a module parameter; return None or the errno text."""
+    try:
+        with open(PARAMS + name, 'w') as f:
+            f.write(value)
+        return None
+    except OSError as e:
+        return e.strerror
+
+
+def getp(name):
+    with open(PARAMS + name) as f:
+        return f.read().strip()
+
+
+# --------------------------------------------------------------------------
+# packets
+def csum(data):
+    if len(data) % 2:
+        data += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+def toa_opt(kind, addr, port):
+    a = ipaddress.ip_address(addr).packed
+    return struct.pack('!BBH', kind, 2 + 2 + len(a), port) + a
+
+
+def tcp_packet(v6, src, dst, sport, dport, seq, ack, flags, opts=b''):
+    opts = b'\x01' * (-len(opts) % 4) + opts   # NOP padding in front
+    doff = (20 + len(opts)) // 4
+    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    tcp = struct.pack('!HHIIHHHH', sport, dport, seq, ack, (doff << 12) | flags,
+                      65535, 0, 0) + opts
+    if v6:
+        pseudo = s + d + struct.pack('!IxxxB', len(tcp), 6)
+    else:
+        pseudo = s + d + struct.pack('!xBH', 6, len(tcp))
+    c = csum(pseudo + tcp)
+    tcp = tcp[:16] + struct.pack('!H', c) + tcp[18:]
+    if v6:
+        return struct.pack('!IHBB', 6 << 28, len(tcp), 6, 64) + s + d + tcp
+    ip = struct.pack('!BBHHHBBH', 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0) + s + d
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    return ip + tcp
+
+
+def read_synack(sport, timeout=5.0):
+    """Return the server ISN of the SYN-ACK sent to our source port."""
+    end = time.time() + timeout
+    while time.time() < end:
+        r, _, _ = select.select([tun_fd], [], [], max(0, end - time.time()))
+        if not r:
+            break
+        pkt = os.read(tun_fd, 65536)
+        ver = pkt[0] >> 4
+        if ver == 4 and pkt[9] == 6:
+            tcp = pkt[(pkt[0] & 15) * 4:]
+        elif ver == 6 and pkt[6] == 6:
+            tcp = pkt[40:]
+        else:
+            continue
+        dport, seq = struct.unpack('!HI', tcp[2:8])
+        flags = tcp[13]
+        if dport == sport and flags & 0x12 == 0x12:
+            return seq
+    raise RuntimeError('no SYN-ACK for port %d' % sport)
+
+
+def handshake(listener, v6, syn_opts=b'', ack_opts=b'', src=None):
+    """Complete one crafted handshake; return the accepted socket."""
+    sport = next_sport[0]
+    next_sport[0] += 1
+    src = src or (P6 if v6 else P4)
+    dst = L6 if v6 else L4
+    dport = listener.getsockname()[1]
+    isn = 1000
+    os.write(tun_fd, tcp_packet(v6, src, dst, sport, dport, isn, 0, 0x02,
+                                b'\x02\x04\x05\xb4' + syn_opts))
+    sisn = read_synack(sport)
+    os.write(tun_fd, tcp_packet(v6, src, dst, sport, dport, isn + 1, sisn + 1,
+                                0x10, ack_opts))
+    listener.settimeout(5)
+    conn, addr = listener.accept()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+    return conn, addr, sport
+
+
+def peer(conn):
+    p = conn.getpeername()
+    return p[0], p[1]
+
+
+# --------------------------------------------------------------------------
+# setup
+def enter_netns():
+    global tun_fd
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), 'unshare')
+    tun_fd = os.open('/dev/net/tun', os.O_RDWR)
+    fcntl.ioctl(tun_fd, TUNSETIFF, struct.pack('16sH', TUN.encode(), IFF_TUN | IFF_NO_PI))
+    sh('ip', 'link', 'set', 'lo', 'up')
+    sh('ip', 'addr', 'add', L4 + '/24', 'dev', TUN)
+    sh('ip', '-6', 'addr', 'add', L6 + '/64', 'dev', TUN, 'nodad')
+    sh('ip', 'link', 'set', TUN, 'up')
+    # the namespace's own sysctls: no SYN cookies surprises, quick orphan death
+    for k, v in (('net.ipv4.tcp_syncookies', '0'), ('net.ipv4.tcp_orphan_retries', '1')):
+        sh('sysctl', '-qw', '%s=%s' % (k, v), ok_codes=(0, 255))
+
+
+def listeners():
+    l4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l4.bind((L4, PORT4))
+    l4.listen(1024)
+    l6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    l6.bind((L6, PORT6))
+    l6.listen(1024)
+    ld = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    ld.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    ld.bind(('::', PORT_DUAL))
+    ld.listen(1024)
+    return l4, l6, ld
+
+
+def dmesg_mark():
+    sh('dmesg', '-C')
+
+
+def dmesg_bad():
+    out = sh('dmesg').stdout
+    bad = [ln for ln in out.splitlines()
+           if any(w in ln for w in ('BUG', 'WARNING', 'Oops', 'KASAN', 'general protection',
+                                    'stack-protector', 'Call Trace', 'refcount_t', 'RIP:'))]
+    return bad, out
+
+
+def insmod(ko, *params):
+    sh('insmod', ko, *params)
+
+
+def rmmod():
+    sh('rmmod', 'toa')
+
+
+# --------------------------------------------------------------------------
+# functional checks
+def t_basic(l4, l6, ld):
+    c, addr, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.7', 4242))
+    check('v4 TOA kind 200 on ACK: accept()', addr == ('203.0.113.7', 4242), str(addr))
+    check('v4 TOA kind 200 on ACK: getpeername()', peer(c) == ('203.0.113.7', 4242), str(peer(c)))
+    c.close()
+    for kind in (253, 254):
+        c, addr, _ = handshake(l6, True, ack_opts=toa_opt(kind, '2001:db8:7::7', 4343))
+        check('v6 TOA kind %d: getpeername()' % kind, peer(c) == ('2001:db8:7::7', 4343),
+              str(peer(c)))
+        check('v6 TOA kind %d: accept()' % kind, addr[:2] == ('2001:db8:7::7', 4343), str(addr))
+        c.close()
+    c, addr, _ = handshake(ld, False, ack_opts=toa_opt(200, '203.0.113.8', 4444))
+    check('v4 TOA on dual-stack listener -> ::ffff:', peer(c) == ('::ffff:203.0.113.8', 4444),
+          str(peer(c)))
+    c.close()
+
+
+def t_rejections(l4, l6, ld):
+    s0 = stats()
+    c, _, sp = handshake(l4, False, ack_opts=toa_opt(253, '2001:db8:7::9', 1))
+    check('v6 TOA on AF_INET socket ignored', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+    check('rejected_family counted', stats()['rejected_family'] == s0['rejected_family'] + 1)
+
+    s0 = stats()
+    bad = b'\x05\x00' + toa_opt(200, '203.0.113.7', 1)      # zero-length option first
+    c, _, sp = handshake(l4, False, ack_opts=bad)
+    check('malformed options ignored', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+    check('rejected_malformed counted',
+          stats()['rejected_malformed'] == s0['rejected_malformed'] + 1)
+
+    # kind 254 length 8 with the TFO magic is never TOA, even when 254 is a v4 kind
+    setp('ipv4_kinds', '200,254')
+    c, _, sp = handshake(l4, False, ack_opts=b'\xfe\x08\xf9\x89\x0a\x00\x00\x01')
+    check('254/8 with TFO magic not TOA', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+    c, _, sp = handshake(l4, False, ack_opts=toa_opt(254, '203.0.113.9', 9))
+    check('254/8 TOA once configured', peer(c) == ('203.0.113.9', 9), str(peer(c)))
+    c.close()
+    setp('ipv4_kinds', '200')
+    c, _, sp = handshake(l4, False, ack_opts=toa_opt(254, '203.0.113.9', 9))
+    check('254/8 ignored with ipv4_kinds=200', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+
+
+def t_params(l4, l6, ld):
+    err = setp('trusted_cidrs', '10.0.0.0/8,bogus/99')
+    check('trusted_cidrs rejects bad token', err is not None, str(err))
+    check('bad token named in dmesg', 'bogus/99' in sh('dmesg').stdout)
+    err = setp('ipv4_kinds', '1')
+    check('ipv4_kinds rejects NOP', err is not None, str(err))
+    check('ipv4_kinds unchanged after bad write', getp('ipv4_kinds') == '200', getp('ipv4_kinds'))
+
+    s0 = stats()
+    setp('trusted_cidrs', '10.0.0.0/8, 2001:db8:ffff::/48')
+    check('trusted_cidrs normalised', getp('trusted_cidrs') == '10.0.0.0/8,2001:db8:ffff::/48',
+          getp('trusted_cidrs'))
+    c, _, sp = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.7', 1))
+    check('untrusted v4 source ignored', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+    c, _, sp = handshake(l6, True, ack_opts=toa_opt(253, '2001:db8:7::7', 1))
+    check('untrusted v6 source ignored', peer(c)[:2] == (P6, sp), str(peer(c)))
+    c.close()
+    check('rejected_untrusted counted',
+          stats()['rejected_untrusted'] == s0['rejected_untrusted'] + 2)
+    setp('trusted_cidrs', '192.0.2.2/32,2001:db8::/64')
+    c, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.7', 2))
+    check('trusted v4 source honoured', peer(c) == ('203.0.113.7', 2), str(peer(c)))
+    c.close()
+    c, _, _ = handshake(l6, True, ack_opts=toa_opt(253, '2001:db8:7::7', 2))
+    check('trusted v6 source honoured', peer(c)[:2] == ('2001:db8:7::7', 2), str(peer(c)))
+    c.close()
+    setp('trusted_cidrs', '')
+    check('trusted_cidrs cleared', getp('trusted_cidrs') == '')
+
+    setp('enabled', '0')
+    c, _, sp = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.7', 3))
+    check('enabled=0 leaves address alone', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+    setp('enabled', '1')
+
+    # SYN-only TOA (stash by 4-tuple)
+    c, _, _ = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.10', 10))
+    check('TOA in SYN only', peer(c) == ('203.0.113.10', 10), str(peer(c)))
+    c.close()
+    c, _, _ = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.11', 11),
+                        ack_opts=toa_opt(200, '203.0.113.12', 12))
+    check('ACK TOA wins over SYN TOA', peer(c) == ('203.0.113.12', 12), str(peer(c)))
+    c.close()
+    st = stats()
+    check('SYN stash empty after use', st['syn_stash_live'] == 0, str(st['syn_stash_live']))
+    setp('syn_toa', '0')
+    c, _, sp = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.10', 10))
+    check('syn_toa=0 ignores SYN TOA', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+    setp('syn_toa', '1')
+
+    # max_entries bound
+    s0 = stats()
+    setp('max_entries', '3')
+    held = [handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.20', 20 + i))[0]
+            for i in range(6)]
+    rewritten = sum(1 for c in held if peer(c)[0] == '203.0.113.20')
+    st = stats()
+    check('max_entries bounds the table', rewritten == 3 and st['entries_live'] <= 3,
+          'rewritten=%d live=%d' % (rewritten, st['entries_live']))
+    check('entries_dropped_full counted',
+          st['entries_dropped_full'] - s0['entries_dropped_full'] == 3)
+    for c in held:
+        c.close()
+    setp('max_entries', '65536')
+
+
+def wait_live_zero(timeout=5):
+    end = time.time() + timeout
+    while time.time() < end:
+        if stats()['entries_live'] == 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def t_stale(l4, l6, ld, rounds, plain_per_round):
+    """TOA sockets die, plain ones reuse their memory: none may be rewritten."""
+    lo4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lo4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lo4.bind(('127.0.0.1', PORT_LO))
+    lo4.listen(1024)
+    lo6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    lo6.bind(('::1', PORT_LO))
+    lo6.listen(1024)
+    s0 = stats()
+    bad = plain = toa_ok = toa_n = 0
+    live_after_close = []
+    for r in range(rounds):
+        for i in range(10):
+            c, _, _ = handshake(l4 if i % 2 else ld, False,
+                                ack_opts=toa_opt(200, '203.0.113.77', 7000 + i))
+            toa_n += 1
+            toa_ok += peer(c)[0] in ('203.0.113.77', '::ffff:203.0.113.77')
+            c.close()
+        live_after_close.append(stats()['entries_live'])
+        for i in range(plain_per_round):
+            lst, fam, host = (lo4, socket.AF_INET, '127.0.0.1') if i % 2 else \
+                (lo6, socket.AF_INET6, '::1')
+            cl = socket.socket(fam, socket.SOCK_STREAM)
+            cl.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            cl.connect((host, PORT_LO))
+            sv, addr = lst.accept()
+            sv.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            want = cl.getsockname()[:2]
+            if peer(sv) != want or addr[:2] != want:
+                bad += 1
+            plain += 1
+            sv.close()
+            cl.close()
+    st = stats()
+    check('TOA connections rewritten (stale test)', toa_ok == toa_n, '%d/%d' % (toa_ok, toa_n))
+    check('entries die with their sockets', max(live_after_close) == 0,
+          'entries_live after closing each batch: max %d' % max(live_after_close))
+    check('no plain connection rewritten', bad == 0, '%d of %d plain connections rewritten'
+          % (bad, plain))
+    check('no rewrite on plain connections (counter)',
+          st['getname_rewrites'] - s0['getname_rewrites'] == 2 * toa_n,
+          'rewrites %d for %d TOA connections'
+          % (st['getname_rewrites'] - s0['getname_rewrites'], toa_n))
+    print('MEASURE stale: %d TOA connections opened/closed, %d plain connections, %d rewritten, '
+          'getname_stale=%d' % (toa_n, plain, bad, st['getname_stale'] - s0['getname_stale']))
+    lo4.close()
+    lo6.close()
+
+
+def t_balance():
+    ok = wait_live_zero()
+    time.sleep(0.5)     # let call_rcu callbacks run
+    st = stats()
+    check('counters balance when idle', ok and st['entries_alloc'] == st['entries_free'],
+          'alloc=%d free=%d live=%d' % (st['entries_alloc'], st['entries_free'],
+                                         st['entries_live']))
+    check('SYN stash balances', st['syn_stashed'] == st['syn_stash_free'] + st['syn_stash_live'],
+          'stashed=%d free=%d live=%d' % (st['syn_stashed'], st['syn_stash_free'],
+                                           st['syn_stash_live']))
+    missed = {k: v for k, v in st.items() if k.startswith('missed_') and v}
+    check('no missed probes', not missed, str(missed))
+
+
+def rate(n, lst, fam, host, extra_getpeername=0):
+    t0 = time.time()
+    for _ in range(n):
+        cl = socket.socket(fam, socket.SOCK_STREAM)
+        cl.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        cl.connect((host, PORT_LO + 1))
+        sv, _ = lst.accept()
+        sv.getpeername()
+        sv.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        sv.close()
+        cl.close()
+    return n / (time.time() - t0)
+
+
+def getpeername_rate(sock, n):
+    t0 = time.time()
+    for _ in range(n):
+        sock.getpeername()
+    return n / (time.time() - t0)
+
+
+def t_overhead(ko, l4, n):
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(('127.0.0.1', PORT_LO + 1))
+    lst.listen(1024)
+    cl = socket.socket()
+    cl.connect(('127.0.0.1', PORT_LO + 1))
+    sv, _ = lst.accept()
+    res = {}
+    for label in ('without', 'with', 'with+live'):
+        if label == 'with':
+            insmod(ko)
+        held = None
+        if label == 'with+live':     # a live entry disables the getname fast exit
+            held, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.5', 5))
+        rate(200, lst, socket.AF_INET, '127.0.0.1')     # warm up
+        res[label] = (rate(n, lst, socket.AF_INET, '127.0.0.1'), getpeername_rate(sv, 20 * n))
+        if held:
+            held.close()
+    for label, (cps, gps) in res.items():
+        print('MEASURE overhead %-9s module: %.0f conn/s (connect+accept+getpeername), '
+              '%.0f getpeername/s' % (label, cps, gps))
+    sv.close()
+    cl.close()
+    lst.close()
+
+
+def t_rmmod_live(ko, l4, l6, ld):
+    held = []
+    for i in range(20):
+        held.append(handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.30', 3000 + i))[0])
+        held.append(handshake(l6, True, ack_opts=toa_opt(253, '2001:db8:7::30', 3000 + i))[0])
+        held.append(handshake(ld, False, syn_opts=toa_opt(200, '203.0.113.31', 3000 + i))[0])
+    # a SYN whose handshake never completes leaves a stash entry behind
+    sp = next_sport[0]
+    next_sport[0] += 1
+    os.write(tun_fd, tcp_packet(False, P4, L4, sp, PORT4, 5, 0, 0x02,
+                                b'\x02\x04\x05\xb4' + toa_opt(200, '203.0.113.32', 1)))
+    read_synack(sp)
+    st = stats()
+    check('live entries before rmmod', st['entries_live'] == 60,
+          'live=%d alloc=%d free=%d' % (st['entries_live'], st['entries_alloc'],
+                                        st['entries_free']))
+    check('alloc - free == live', st['entries_alloc'] - st['entries_free'] == st['entries_live'])
+    check('stash holds the pending SYN', st['syn_stash_live'] == 1, str(st['syn_stash_live']))
+    rewritten = sum(1 for c in held if peer(c)[0].endswith(('203.0.113.30', '2001:db8:7::30',
+                                                            '203.0.113.31')))
+    check('live connections rewritten before rmmod', rewritten == 60, str(rewritten))
+    rmmod()
+    after = [peer(c) for c in held]
+    check('after rmmod the real peer is reported',
+          all(p[0] in (P4, P6, '::ffff:' + P4) for p in after), str(after[:3]))
+    for c in held:
+        c.close()
+    bad, _ = dmesg_bad()
+    check('dmesg clean after rmmod with live connections', not bad, '; '.join(bad[:3]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--ko', required=True)
+    ap.add_argument('--rounds', type=int, default=30)
+    ap.add_argument('--plain', type=int, default=200)
+    ap.add_argument('--rate-n', type=int, default=1500)
+    a = ap.parse_args()
+    ko = os.path.abspath(a.ko)
+
+    if os.path.exists('/sys/module/toa'):
+        rmmod()
+    dmesg_mark()
+    enter_netns()
+    l4, l6, ld = listeners()
+
+    t_overhead(ko, l4, a.rate_n)            # loads the module
+    st = stats()
+    check('/proc/net/toa_stats readable', 'options_seen' in st and 'missed_syn_recv_v4' in st)
+    check('all hooks registered', all(v == 1 for k, v in st.items() if k.startswith('hook_')),
+          str({k: v for k, v in st.items() if k.startswith('hook_')}))
+    t_basic(l4, l6, ld)
+    t_rejections(l4, l6, ld)
+    t_params(l4, l6, ld)
+    t_stale(l4, l6, ld, a.rounds, a.plain)
+    t_balance()
+    bad, _ = dmesg_bad()
+    check('dmesg clean while loaded', not bad, '; '.join(bad[:3]))
+    t_rmmod_live(ko, l4, l6, ld)
+
+    # load with parameters, then a bad parameter must fail the load cleanly
+    insmod(ko, 'trusted_cidrs=192.0.2.0/24', 'ipv4_kinds=200,254', 'max_entries=100')
+    check('load-time parameters applied', getp('trusted_cidrs') == '192.0.2.0/24'
+          and getp('ipv4_kinds') == '200,254', getp('trusted_cidrs') + ' ' + getp('ipv4_kinds'))
+    c, _, _ = handshake(l4, False, ack_opts=toa_opt(254, '203.0.113.40', 40))
+    check('load-time kinds honoured', peer(c) == ('203.0.113.40', 40), str(peer(c)))
+    c.close()
+    rmmod()
+    r = subprocess.run(['insmod', ko, 'ipv4_kinds=200', 'trusted_cidrs=nonsense'],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    check('insmod with a bad CIDR fails', r.returncode != 0 and not os.path.exists('/sys/module/toa'),
+          r.stdout.strip())
+    bad, _ = dmesg_bad()
+    check('dmesg clean at the end', not bad, '; '.join(bad[:3]))
+    print('RESULT %s (%d failed)' % ('FAIL' if failures else 'PASS', len(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
