@@ -24,6 +24,7 @@ Usage (run as root):
 """
 
 import argparse
+import fcntl
 import hashlib
 import inspect
 import json
@@ -53,6 +54,9 @@ UBUNTU = "http://archive.ubuntu.com/ubuntu"
 # verifies the Release signatures with it as usual.
 UBUNTU_KEYRING_DEB = UBUNTU + "/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb"
 UBUNTU_KEYRING_SHA256 = "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8"
+
+# Address the guests use for the host's caching package proxy.
+GUEST_PROXY = ("10.0.2.100", 3142)
 
 BASE_PACKAGES = ["openssh-server", "python3", "systemd-sysv", "udev", "kmod",
                  "iproute2", "sudo", "initramfs-tools", "e2fsprogs", "procps",
@@ -181,6 +185,9 @@ def _configure_rootfs(root, guest, r, pubkey):
     write(root + "/etc/apt/apt.conf.d/90toa-norecommends",
           'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n')
     write(root + "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
+    # Inside the guest, the only way out is the host's caching proxy
+    # (scripts/aptcache.py, reached through a QEMU guestfwd).
+    write(root + "/etc/apt/apt.conf.d/01toa-proxy", 'Acquire::http::Proxy "http://%s:%d/";\n' % GUEST_PROXY)
     chroot(root, "apt-get", "update", "-qq")
     pkgs = BASE_PACKAGES + r["kernel"] + r["extra"]
     chroot(root, "apt-get", "install", "-y", "-qq", "-o", "Dpkg::Use-Pty=0", *pkgs)
@@ -275,6 +282,8 @@ def build_image(guest, out, size="6G"):
         log("installing kernel and base packages in %s" % guest)
         _configure_rootfs(mnt, guest, r, pubkey)
         _install_bootloader(mnt, loopdev, part)
+        # Hand freed blocks back to the sparse file: a smaller qcow2.
+        subprocess.run(["fstrim", mnt], check=False)
     finally:
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", m], check=False)
@@ -299,6 +308,16 @@ def ensure_image(guest):
     path = image_path(guest)
     if os.path.exists(path):
         return path
+    # One builder per guest at a time; the others wait and reuse its image.
+    os.makedirs(IMAGES, exist_ok=True)
+    with open(os.path.join(IMAGES, ".lock-" + guest), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path):
+            return path
+        return _build_locked(guest, path)
+
+
+def _build_locked(guest, path):
     if not archive_answers(guest):
         raise SystemExit("toavm: SKIP %s: its package archive does not answer from here" % guest)
     # Old images of this guest (other recipe hashes) are stale: drop them.
@@ -358,11 +377,51 @@ def pid_alive(pid):
         return False
 
 
+def ensure_proxy():
+    """Start scripts/aptcache.py once for all guests; return its port."""
+    path = os.path.join(RUN, ".aptcache.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            st = json.load(f)
+        if pid_alive(st["pid"]):
+            return st["port"]
+    os.makedirs(RUN, exist_ok=True)
+    port = free_port()
+    mirror = os.path.join(CACHE, "mirror")
+    os.makedirs(mirror, exist_ok=True)
+    logf = open(os.path.join(RUN, ".aptcache.log"), "ab")
+    p = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "aptcache.py"),
+                          "serve", "--port", str(port), "--mirror-dir", mirror],
+                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    with open(path, "w") as f:
+        json.dump({"pid": p.pid, "port": port}, f)
+    return port
+
+
+def stop_proxy():
+    path = os.path.join(RUN, ".aptcache.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            st = json.load(f)
+        if pid_alive(st["pid"]):
+            os.kill(st["pid"], signal.SIGTERM)
+        os.unlink(path)
+
+
 def qemu_cmd(d, image_overlay, port, accel, mem, smp):
     cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
     return ["qemu-system-x86_64", "-name", os.path.basename(d), *cpu, "-m", str(mem), "-smp", str(smp),
             "-drive", "file=%s,if=virtio,cache=unsafe,discard=unmap" % image_overlay,
-            "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % port,
+            # restrict=on: the guest reaches nothing but the SSH forward and
+            # the package proxy.
+            "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,guestfwd=tcp:%s:%d-tcp:127.0.0.1:%d"
+            % ((port,) + GUEST_PROXY + (ensure_proxy(),)),
             "-device", "virtio-net-pci,netdev=n0",
             "-device", "virtio-rng-pci",
             "-display", "none", "-vga", "none",
@@ -492,6 +551,8 @@ def cmd_down(args):
     for n in names:
         stop(n)
         log("stopped %s" % n)
+    if args.all:
+        stop_proxy()
 
 
 def cmd_ls(args):

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite: linters, unit tests (current and legacy ansible-core),
+# host tests, the kernel-module compile matrix and the Molecule VM scenarios.
+#
+#   scripts/test.sh                 everything CI runs
+#   scripts/test.sh --no-vm         skip the VM scenarios (quick local loop)
+#   TOA_SCENARIOS="default ubuntu1604" scripts/test.sh   choose scenarios
+#   scripts/test.sh --all-guests    every guest scenario (long; see README)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+# shellcheck source=scripts/env.sh
+. scripts/env.sh
+
+vm=1
+scenarios=${TOA_SCENARIOS:-"default ubuntu1604"}
+for a in "$@"; do
+	case $a in
+	--no-vm) vm=0 ;;
+	--all-guests) scenarios="default ubuntu1604 debian11 debian13 ubuntu1804 ubuntu2004 ubuntu2204 ubuntu2404" ;;
+	*) echo "test.sh: unknown option $a (see the header of $0)" >&2; exit 2 ;;
+	esac
+done
+
+bash scripts/setup.sh
+export PATH="$TOA_VENV/bin:$PATH"
+t_start=$(date +%s)
+stage() { printf '\n=== %s (%ss)\n' "$1" "$(( $(date +%s) - t_start ))"; }
+
+# Always leave no guest behind, even when a stage fails or we are interrupted.
+cleanup() { python3 scripts/toavm.py down --all >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+
+stage "lint: yamllint"
+yamllint -s .
+stage "lint: ansible-lint (production profile)"
+ansible-lint --offline -q
+stage "lint: ruff"
+ruff check library module_utils tests scripts inventories
+stage "lint: Python 2.7 compatibility of the target-side code (vermin)"
+vermin -q -t=2.7- -t=3.6- --no-tips --violations --eval-annotations library module_utils
+stage "docs: README role-variable table matches argument_specs"
+python3 scripts/gen_role_docs.py --check
+stage "syntax: every playbook"
+for pb in playbooks/*.yml; do
+	ansible-playbook --syntax-check -i localhost, "$pb" >/dev/null
+	echo "ok  $pb"
+done
+
+stage "unit tests: ansible-core $(ansible --version | head -1 | grep -o '[0-9.]*\]' | tr -d ']')"
+pytest -q tests/unit
+stage "unit tests: legacy ansible-core 2.16"
+"$TOA_VENV_LEGACY/bin/pytest" -q -p no:cacheprovider tests/unit
+
+stage "host tests: toa_probe in a private network namespace"
+pytest -q tests/host
+stage "kernel module: compile matrix (amd64 + arm64 cross)"
+bash tests/kmod/build.sh
+
+if [ "$vm" = 1 ]; then
+	for s in $scenarios; do
+		stage "molecule scenario: $s"
+		molecule test -s "$s"
+	done
+fi
+stage "all tests passed"
