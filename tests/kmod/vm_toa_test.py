@@ -66,7 +66,7 @@ def setp(name, value):
     """Write a module parameter; return None or the errno text."""
     try:
         with open(PARAMS + name, 'w') as f:
-            f.write(value)
+            f.write(value + '\n')      # sysfs ignores an empty write
         return None
     except OSError as e:
         return e.strerror

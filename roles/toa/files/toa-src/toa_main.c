@@ -411,6 +411,13 @@ static int toa_getname_entry(struct kretprobe_instance *ri,
 	sk = sock->sk;
 	if (!sk || sk->sk_protocol != IPPROTO_TCP)
 		return 1;
+	/*
+	 * Arm the return handler only for sockets with data: an armed
+	 * instance is held while getname sleeps on the socket lock, and the
+	 * return trampoline costs more than this lookup.
+	 */
+	if (!toa_sk_has(sk))
+		return 1;
 	d->sk = sk;
 	d->uaddr = (struct sockaddr *)toa_arg(regs, 1);
 	return 0;

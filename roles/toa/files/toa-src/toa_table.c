@@ -176,6 +176,23 @@ bool toa_sk_lookup(const struct sock *sk, struct toa_tuple *t,
 	return found;
 }
 
+bool toa_sk_has(const struct sock *sk)
+{
+	u32 h = toa_sk_hash(sk);
+	struct toa_sk_entry *e;
+	bool found = false;
+
+	rcu_read_lock();
+	hlist_for_each_entry_rcu(e, &toa_sk_tab[h], node) {
+		if (e->sk == sk) {
+			found = true;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return found;
+}
+
 void toa_sk_forget(const struct sock *sk)
 {
 	u32 h = toa_sk_hash(sk);
