@@ -438,3 +438,13 @@ def test_parse_dkms_status_all_formats():
 
 def test_parse_dkms_status_empty():
     assert parse_dkms_status("") == []
+
+
+def test_among_equal_rows_the_later_one_wins():
+    mirror_row = dict(load_catalogue()[1], id="centos7-local-build",
+                      kernel="3.10.0-1160.el7.toa.x86_64",
+                      image="kernel-3.10.0-1160.el7.toa.x86_64.rpm")
+    chosen = select_route(host("centos7"), load_catalogue() + [mirror_row], allow_unverified=True)
+    assert chosen["package"]["id"] == "centos7-local-build"
+    chosen = select_route(host("centos7"), [mirror_row] + load_catalogue(), allow_unverified=True)
+    assert chosen["package"]["id"] == "centos7-x86_64"
