@@ -55,6 +55,7 @@ _DISTRIBUTIONS = {
 
 _REDHAT_IDS = ("centos", "rhel", "redhat", "rocky", "almalinux", "ol", "oracle", "fedora",
                "scientific", "amzn")
+_EL_IDS = ("centos", "rhel", "redhat", "rocky", "almalinux", "ol", "oracle", "scientific")
 _DEBIAN_IDS = ("debian", "ubuntu", "linuxmint", "raspbian", "kali", "devuan")
 
 # "CentOS release 6.10 (Final)", "CentOS Linux release 7.9.2009 (Core)",
@@ -309,8 +310,10 @@ def module_route_problem(host):
     """None when the DKMS module route can work on this host, else why not.
 
     Rule: Debian or RedHat family, arch x86_64 or aarch64, running kernel
-    >= 3.10, and for the RedHat family major release >= 7 (EL6's 2.6.32 has
-    no kprobe API the module relies on).
+    >= 3.10, and for Enterprise Linux (CentOS, RHEL, Rocky, AlmaLinux, Oracle,
+    Scientific) release >= 7: EL6 backports make its release numbers no guide
+    to the kernel API the module needs.  Fedora and Amazon Linux number their
+    releases differently and only need the kernel check.
     """
     if host.get("family") not in ("Debian", "RedHat"):
         return "the module route supports the Debian and RedHat families only"
@@ -321,12 +324,12 @@ def module_route_problem(host):
         return "the running kernel release %r cannot be parsed" % (host.get("kernel"),)
     if version[:2] < MODULE_MIN_KERNEL:
         return "the module route needs kernel >= %d.%d" % MODULE_MIN_KERNEL
-    if host.get("family") == "RedHat":
+    if host.get("family") == "RedHat" and host.get("id") in _EL_IDS:
         try:
             if int(host.get("major")) < 7:
-                return "the module route needs a RedHat-family release >= 7"
+                return "the module route needs an Enterprise Linux release >= 7"
         except (TypeError, ValueError):
-            return "the RedHat-family release %r cannot be parsed" % (host.get("version"),)
+            return "the Enterprise Linux release %r cannot be parsed" % (host.get("version"),)
     return None
 
 
@@ -371,6 +374,10 @@ def normalize_sha256(value):
 
 
 def _package(host, row, base_url, checksums, allow_unverified, install_headers):
+    if not base_url and "://" not in str(row["image"]):
+        _fail(host, "toa_package_base_url is empty and catalogue row %s names only a file; "
+              "set toa_package_base_url to the vendor's URL or your mirror (http, https or "
+              "file://)." % _row_label(row))
     names = [("image", str(row["image"]))]
     if install_headers and row.get("headers"):
         names.append(("headers", str(row["headers"])))

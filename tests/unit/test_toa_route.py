@@ -351,7 +351,7 @@ def test_strategy_is_case_insensitive():
 def test_module_route_needs_el7_even_with_new_enough_kernel():
     target = host("centos6", kernel="4.19.0-1.el6.elrepo.x86_64")
     assert toa_route.module_route_problem(target) == (
-        "the module route needs a RedHat-family release >= 7")
+        "the module route needs an Enterprise Linux release >= 7")
     assert select_route(target, [], allow_unverified=True)["route"] == "kernel"
 
 
@@ -448,3 +448,21 @@ def test_among_equal_rows_the_later_one_wins():
     assert chosen["package"]["id"] == "centos7-local-build"
     chosen = select_route(host("centos7"), [mirror_row] + load_catalogue(), allow_unverified=True)
     assert chosen["package"]["id"] == "centos7-x86_64"
+
+
+@pytest.mark.parametrize("text, kernel", [
+    ('NAME="Amazon Linux"\nVERSION="2"\nID="amzn"\nID_LIKE="centos rhel fedora"\n'
+     'VERSION_ID="2"\n', "4.14.336-257.562.amzn2.x86_64"),
+    ('NAME="Fedora Linux"\nVERSION="40 (Server Edition)"\nID=fedora\nVERSION_ID=40\n',
+     "6.8.5-301.fc40.x86_64"),
+])
+def test_non_el_redhat_family_only_needs_the_kernel_check(text, kernel):
+    target = identify_host(text, "", "x86_64", kernel, "systemd")
+    assert target["family"] == "RedHat"
+    assert select_route(target, load_catalogue())["route"] == "module"
+
+
+def test_empty_base_url_is_refused():
+    with pytest.raises(RouteError) as info:
+        select_route(host("debian8"), load_catalogue(), base_url="", allow_unverified=True)
+    assert "toa_package_base_url is empty" in str(info.value)
