@@ -12,7 +12,8 @@ DOCUMENTATION = r'''
 module: toa_dkms
 short_description: Register, build and install a kernel module with DKMS, or remove it
 description:
-  - I(state=present) runs C(dkms add) when the module version is not registered, then
+  - I(state=present) runs C(dkms add) when the module version is not registered (C(dkms add
+    <name>/<version>) for the default I(source), C(dkms add <source>) otherwise), then
     C(dkms build) and C(dkms install) for I(kernel) unless C(dkms status) already says
     C(installed) for it. A second run changes nothing.
   - I(state=absent) runs C(dkms remove <name>/<version> --all) when the version is registered,
@@ -207,7 +208,13 @@ class Dkms:
                             "(the toa role copies it to /usr/src/%s-%s), or set source."
                             % (source, self.name, self.version, self.name, self.version),
                         commands=self.commands)
-            self.must([self.dkms, "add", source], "add")
+            if source.rstrip("/") == "/usr/src/%s-%s" % (self.name, self.version):
+                # Source already where DKMS looks: the module/version form works on
+                # dkms 2.2 to 3.x without copying the tree onto itself.
+                self.must([self.dkms, "add", self.ref], "add")
+            else:
+                # A path form: dkms copies the tree to /usr/src/<name>-<version>.
+                self.must([self.dkms, "add", source], "add")
             state = "added"
         if state == "added":
             self.must([self.dkms, "build", self.ref, "-k", self.kernel], "build")

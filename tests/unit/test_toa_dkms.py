@@ -94,7 +94,7 @@ def test_fresh_install_adds_builds_installs_then_is_idempotent(dkms, run_module,
     result = run_module(toa_dkms, ARGS)
     assert result["changed"] is True
     assert result["commands"] == [
-        [DKMS, "add", "/usr/src/toa-1.0.0"],
+        [DKMS, "add", REF],
         [DKMS, "build", REF, "-k", KERNEL],
         [DKMS, "install", REF, "-k", KERNEL],
     ]
@@ -177,7 +177,7 @@ def test_check_mode_without_source_warns_instead_of_failing(dkms, run_module, fa
     os.remove(str(fakehost / "usr/src/toa-1.0.0/dkms.conf"))
     result = run_module(toa_dkms, ARGS, check_mode=True)
     assert not result.get("failed")
-    assert result["commands"][0] == [DKMS, "add", "/usr/src/toa-1.0.0"]
+    assert result["commands"][0] == [DKMS, "add", REF]
 
 
 def test_absent_removes_registered_version(dkms, run_module, fake_commands):
