@@ -178,6 +178,14 @@ def uname():
     return info[4], info[2]
 
 
+def init_comm():
+    """Name of PID 1: /proc/1/comm, or "systemd" when systemd's runtime directory
+    exists (sd_booted(); PID 1 may be named "init" when booted via /sbin/init)."""
+    if os.path.isdir(host_path("/run/systemd/system")):
+        return "systemd"
+    return (read_text("/proc/1/comm", "") or "").strip()
+
+
 def module_key(name):
     # The kernel reports module names with underscores.
     return name.replace("-", "_")
@@ -392,8 +400,7 @@ def gather(module):
     if os_release is None:
         os_release = read_text("/usr/lib/os-release", "")
     redhat_release = read_text("/etc/redhat-release", "")
-    host = identify_host(os_release, redhat_release, machine, kernel,
-                         read_text("/proc/1/comm", ""))
+    host = identify_host(os_release, redhat_release, machine, kernel, init_comm())
     route = None
     route_error = None
     try:

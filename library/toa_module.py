@@ -185,6 +185,14 @@ def uname():
     return info[4], info[2]
 
 
+def init_comm():
+    """Name of PID 1: /proc/1/comm, or "systemd" when systemd's runtime directory
+    exists (sd_booted(); PID 1 may be named "init" when booted via /sbin/init)."""
+    if os.path.isdir(host_path("/run/systemd/system")):
+        return "systemd"
+    return (read_text("/proc/1/comm") or "").strip()
+
+
 def module_key(name):
     return name.replace("-", "_")
 
@@ -288,7 +296,7 @@ class Toa:
             if os_release is None:
                 os_release = read_text("/usr/lib/os-release") or ""
             self._host = identify_host(os_release, read_text("/etc/redhat-release") or "",
-                                       machine, kernel, read_text("/proc/1/comm") or "")
+                                       machine, kernel, init_comm())
         return self._host
 
     @property

@@ -242,3 +242,10 @@ def test_bad_arguments_fail(fakehost, run_module):
     assert result["failed"] and "strategy" in result["msg"]
     result = run_module(toa_facts, {"name": "toa; rm -rf /"}, bins={"dkms": None})
     assert result["failed"] and "not a kernel module name" in result["msg"]
+
+
+def test_systemd_runtime_dir_wins_over_pid1_name(fakehost, run_module):
+    write(fakehost, "/proc/1/comm", "init\n")
+    assert facts(run_module, bins={"dkms": None})["host"]["init"] == "sysvinit"
+    os.makedirs(str(fakehost / "run/systemd/system"))
+    assert facts(run_module, bins={"dkms": None})["host"]["init"] == "systemd"

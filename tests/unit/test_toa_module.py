@@ -447,3 +447,13 @@ def test_check_mode_disable_writes_nothing(fakehost, kernel, run_module):
 def test_relative_rc_local_path_is_refused(fakehost, run_module):
     result = run_module(toa_module, {"rc_local_path": "etc/rc.local"})
     assert result["failed"] and "absolute path" in result["msg"]
+
+
+def test_auto_method_uses_systemd_runtime_dir(fakehost, kernel, run_module):
+    write(fakehost, "/proc/1/comm", "init\n")
+    os.makedirs(os.path.join(str(fakehost), "run/systemd/system"))
+    result = run_module(toa_module, {"autoload": "enabled"}, check_mode=True)
+    assert result["autoload_method"] == "modules-load"
+    os.rmdir(os.path.join(str(fakehost), "run/systemd/system"))
+    result = run_module(toa_module, {"autoload": "enabled"}, check_mode=True)
+    assert result["autoload_method"] == "rc-local"
