@@ -67,6 +67,7 @@ def test_catalogue_rows_are_well_formed(catalogue):
         if row["headers"] is not None:
             assert row["headers"].endswith("." + row["format"])
         assert isinstance(row["sha256"], dict)
+        assert isinstance(row.get("module_params", True), bool), row["id"]
         for name, digest in row["sha256"].items():
             assert name in (row["image"], row["headers"])
             assert SHA256_RE.match(digest), "%s: %s is not sha256 hex" % (row["id"], name)
@@ -82,6 +83,13 @@ def test_catalogue_kernel_matches_its_file_name(catalogue):
             if row["headers"]:
                 assert row["headers"].startswith("linux-headers-%s_" % row["kernel"])
         assert re.search(r"(^|[-._])toa($|[-._])", row["kernel"]), row["kernel"]
+
+
+def test_vendor_rows_take_no_module_parameters(catalogue):
+    # The vendor's LVS-derived module has no parameters: the role must not pass
+    # toa_params to it (an unknown parameter can make modprobe refuse the module).
+    for row in catalogue:
+        assert row["module_params"] is False, row["id"]
 
 
 def test_catalogue_holds_the_seed_rows(catalogue):
