@@ -261,6 +261,19 @@ option_in:
   returned: always
   type: str
   sample: ack
+syn_sent:
+  description:
+    - How many SYNs were written. The SYN is retransmitted (after 0.2 s, then doubling up to
+      1 s) until the SYN-ACK arrives, as a real client would.
+  returned: success or failed expectation
+  type: int
+  sample: 1
+ack_sent:
+  description: How many final ACKs (with the data segment) were written; more than one when
+    the listener retransmitted its SYN-ACK.
+  returned: success or failed expectation
+  type: int
+  sample: 1
 elapsed_ms:
   description: Wall time of the probe in milliseconds (fork to result).
   returned: when the probe ran
@@ -326,6 +339,8 @@ TCP_PSH = 0x08
 TCP_ACK = 0x10
 
 IPPROTO_TCP = 6
+SYN_RETRY_FIRST = 0.2
+SYN_RETRY_MAX = 1.0
 PROBE_PAYLOAD = b'TOA-PROBE\n'
 OPTION_SEGMENTS = {
     'ack': ('ack',),
@@ -591,6 +606,20 @@ def is_synack_for(packet, listen_address, listen_port, proxy_address, proxy_port
         and packet['ack'] == (isn + 1) & 0xFFFFFFFF)
 
 
+def describe_packet(raw):
+    """One-line summary of a packet read from the TUN device, for error messages."""
+    packet = parse_packet(raw)
+    data = bytearray(raw)
+    if packet is None:
+        version = data[0] >> 4 if data else 0
+        proto = data[9] if version == 4 and len(data) > 9 else (data[6] if len(data) > 6 else -1)
+        return 'non-TCP IPv%d packet, protocol %d, %d bytes' % (version, proto, len(data))
+    names = ''.join(name for bit, name in ((TCP_SYN, 'S'), (TCP_ACK, 'A'), (TCP_RST, 'R'),
+                                           (TCP_FIN, 'F'), (TCP_PSH, 'P')) if packet['flags'] & bit)
+    return '%s.%d > %s.%d [%s]' % (packet['src'], packet['sport'], packet['dst'],
+                                   packet['dport'], names or '.')
+
+
 def is_reset_for(packet, listen_port, proxy_port):
     return bool(packet and packet['sport'] == listen_port and packet['dport'] == proxy_port
                 and packet['flags'] & TCP_RST)
@@ -805,15 +834,19 @@ def _remaining(deadline):
     return max(0.0, deadline - time.time())
 
 
-def _select_read(fd, timeout):
+def _select_any(fds, timeout):
+    """The readable subset of fds, waiting at most timeout seconds (EINTR retried)."""
     while True:
         try:
-            readable = select.select([fd], [], [], timeout)[0]
-            return bool(readable)
+            return select.select(fds, [], [], timeout)[0]
         except (select.error, OSError, IOError) as exc:
             code = exc.args[0] if exc.args else None
             if code != errno.EINTR:
                 raise
+
+
+def _select_read(fd, timeout):
+    return bool(_select_any([fd], timeout))
 
 
 def _child_probe(module, plan, report):
@@ -872,37 +905,72 @@ def _child_probe(module, plan, report):
 
     observed = {'listen_port': listen_port, 'proxy_port': proxy_port}
 
+    def send_syn():
+        syn_options = mss_option() + (toa if 'syn' in segments else b'')
+        os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, isn, 0, TCP_SYN,
+                                   options=syn_options, ident=ident))
+
+    def send_ack_and_data(server_isn):
+        seq = (isn + 1) & 0xFFFFFFFF
+        ack = (server_isn + 1) & 0xFFFFFFFF
+        os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, seq, ack, TCP_ACK,
+                                   options=toa if 'ack' in segments else b'',
+                                   ident=ident + 1))
+        os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, seq, ack,
+                                   TCP_ACK | TCP_PSH,
+                                   options=toa if 'data' in segments else b'',
+                                   payload=PROBE_PAYLOAD, ident=ident + 2))
+
     report('syn')
-    syn_options = mss_option() + (toa if 'syn' in segments else b'')
-    os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, isn, 0, TCP_SYN,
-                               options=syn_options, ident=ident))
+    send_syn()
+    observed['syn_sent'] = 1
 
     report('synack')
+    # Like a real client, retransmit the SYN until the SYN-ACK comes: a freshly configured
+    # device may drop the first packet (for example before IPv6 address setup finishes).
     server_isn = None
+    others = []
+    interval = SYN_RETRY_FIRST
+    next_syn = time.time() + interval
     while server_isn is None:
-        if not _select_read(tun, _remaining(deadline)):
-            raise ProbeError('no SYN-ACK from the listener %s port %d within the deadline'
-                             % (listen, listen_port))
-        packet = parse_packet(os.read(tun, 65535))
+        now = time.time()
+        if now >= deadline:
+            raise ProbeError('no SYN-ACK from the listener %s port %d within the deadline '
+                             '(%d SYNs sent; other packets seen: %s)'
+                             % (listen, listen_port, observed['syn_sent'], '; '.join(others) or 'none'))
+        if now >= next_syn:
+            send_syn()
+            observed['syn_sent'] += 1
+            interval = min(interval * 2, SYN_RETRY_MAX)
+            next_syn = now + interval
+        if not _select_read(tun, max(0.0, min(next_syn, deadline) - time.time())):
+            continue
+        raw = os.read(tun, 65535)
+        packet = parse_packet(raw)
         if is_synack_for(packet, listen, listen_port, proxy, proxy_port, isn):
             server_isn = packet['seq']
         elif is_reset_for(packet, listen_port, proxy_port):
             raise ProbeError('the listener answered the crafted SYN with a RST')
+        elif len(others) < 8:
+            others.append(describe_packet(raw))
 
     report('ack')
-    seq = (isn + 1) & 0xFFFFFFFF
-    ack = (server_isn + 1) & 0xFFFFFFFF
-    os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, seq, ack, TCP_ACK,
-                               options=toa if 'ack' in segments else b'',
-                               ident=ident + 1))
-    os.write(tun, build_packet(proxy, listen, proxy_port, listen_port, seq, ack,
-                               TCP_ACK | TCP_PSH,
-                               options=toa if 'data' in segments else b'',
-                               payload=PROBE_PAYLOAD, ident=ident + 2))
+    send_ack_and_data(server_isn)
+    observed['ack_sent'] = 1
 
     report('accept')
-    if not _select_read(listener.fileno(), _remaining(deadline)):
-        raise ProbeError('the handshake did not produce a connection to accept() within the deadline')
+    # If the final ACK is lost the listener retransmits its SYN-ACK: answer it again.
+    while True:
+        readable = _select_any([listener.fileno(), tun], _remaining(deadline))
+        if listener.fileno() in readable:
+            break
+        if not readable:
+            raise ProbeError('the handshake did not produce a connection to accept() within the '
+                             'deadline (%d final ACKs sent)' % observed['ack_sent'])
+        packet = parse_packet(os.read(tun, 65535))
+        if is_synack_for(packet, listen, listen_port, proxy, proxy_port, isn):
+            send_ack_and_data(server_isn)
+            observed['ack_sent'] += 1
     conn, accepted = listener.accept()
     try:
         # Abortive close (RST) so no orphaned socket lingers in FIN-WAIT after we exit.

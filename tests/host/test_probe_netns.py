@@ -235,7 +235,7 @@ def assert_real_peer(result, family, proxy=None):
 @pytest.mark.parametrize('family', ['ipv4', 'ipv6', 'ipv4_on_ipv6'])
 def test_without_toa_module_the_real_proxy_is_seen(family, clean_host):
     result = run_direct({'family': family, 'expect': 'unrewritten'})
-    assert result['_rc'] == 0, result
+    assert result['_rc'] == 0, result.get('msg', result)
     assert_real_peer(result, family)
 
 
@@ -258,7 +258,7 @@ def test_expect_rewritten_fails_without_toa_module(family, clean_host):
 def test_every_option_placement_completes(option_in, clean_host):
     for family in ('ipv4', 'ipv6'):
         result = run_direct({'family': family, 'option_in': option_in, 'expect': 'unrewritten'})
-        assert result['_rc'] == 0, result
+        assert result['_rc'] == 0, result.get('msg', result)
         assert_real_peer(result, family)
         assert result['option_in'] == option_in
 
@@ -301,7 +301,10 @@ def test_tiny_timeouts_kill_the_probe_cleanly(clean_host):
     for timeout in (0.002, 0.01, 0.02, 0.04, 0.08):
         result = run_direct({'timeout': timeout, 'expect': 'any'})
         if result['_rc'] != 0:
-            assert 'timed out after %s s while at stage' % timeout in result['msg'], result['msg']
+            # Either the parent killed the child, or the child's own deadline (80% of the
+            # timeout) fired first and it reported where it was.
+            assert ('timed out after %s s while at stage' % timeout in result['msg']
+                    or 'within the deadline' in result['msg']), result['msg']
         outcomes.append(result.get('stage'))
         assert_nothing_left(clean_host)
     assert any(stage != 'done' for stage in outcomes), \

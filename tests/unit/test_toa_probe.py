@@ -218,6 +218,15 @@ def test_isn_wraps_around():
     assert tp.is_synack_for(tp.parse_packet(raw), '192.0.2.1', 80, '192.0.2.2', 40000, 0xFFFFFFFF)
 
 
+def test_describe_packet():
+    assert tp.describe_packet(KERNEL_SYNACK_V4) == '192.0.2.1.54021 > 192.0.2.2.45721 [SA]'
+    assert tp.describe_packet(KERNEL_SYNACK_V6).startswith('2001:db8::1.')
+    icmp6 = bytearray(KERNEL_SYNACK_V6)
+    icmp6[6] = 58
+    assert tp.describe_packet(bytes(icmp6)) == 'non-TCP IPv6 packet, protocol 58, 64 bytes'
+    assert tp.describe_packet(b'') == 'non-TCP IPv0 packet, protocol -1, 0 bytes'
+
+
 def test_reset_detection():
     rst = tp.parse_packet(tp.build_packet('192.0.2.1', '192.0.2.2', 80, 40000, 0, 1,
                                           tp.TCP_RST | tp.TCP_ACK))
