@@ -175,3 +175,60 @@ def test_readme_role_variables_are_current():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_role_docs.py"),
                              "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# The role's catalogue through the route selection toa_facts runs (pure logic in
+# module_utils/toa_route.py), on the hosts the seed names.
+SEED_HOSTS = [
+    # (os-release, redhat-release, uname -r, expected row id)
+    ("", "CentOS release 6.10 (Final)", "2.6.32-754.el6.x86_64", "centos6-x86_64"),
+    ('ID="centos"\nVERSION_ID="7"\nID_LIKE="rhel fedora"\n', "CentOS Linux release 7.9.2009 (Core)",
+     "3.10.0-1160.el7.x86_64", "centos7-x86_64"),
+    ('ID=ubuntu\nVERSION_ID="16.04"\nID_LIKE=debian\n', "", "4.4.0-210-generic", "ubuntu1604-x86_64"),
+    ('ID=debian\nVERSION_ID="8"\n', "", "3.16.0-11-amd64", "debian8-x86_64"),
+]
+
+
+def role_catalogue(extra=()):
+    """What tasks/facts.yml hands toa_facts: default rows, then the user's."""
+    return load("vars", "main.yml")["toa_catalogue_default"] + list(extra)
+
+
+@pytest.mark.parametrize("os_release,redhat_release,kernel,row_id", SEED_HOSTS)
+def test_seed_hosts_take_the_package_route(os_release, redhat_release, kernel, row_id):
+    toa_route = pytest.importorskip("toa_route")
+    host = toa_route.identify_host(os_release, redhat_release, "x86_64", kernel, "systemd")
+    row = [r for r in role_catalogue() if r["id"] == row_id][0]
+    route = toa_route.select_route(host, role_catalogue(), base_url=SEED_URL,
+                                   checksums={row["image"]: "a" * 64})
+    assert route["route"] == "package"
+    assert route["package"]["id"] == row_id
+    assert route["package"]["kernel"] == row["kernel"]
+    assert [f["url"] for f in route["package"]["files"]] == [SEED_URL + row["image"]]
+
+
+def test_seed_host_without_checksum_is_refused_with_the_variable_to_set():
+    toa_route = pytest.importorskip("toa_route")
+    host = toa_route.identify_host('ID=debian\nVERSION_ID="8"\n', "", "x86_64", "3.16.0-11-amd64", "systemd")
+    with pytest.raises(toa_route.RouteError) as err:
+        toa_route.select_route(host, role_catalogue(), base_url=SEED_URL)
+    assert "toa_package_checksums" in str(err.value)
+    assert "toa_allow_unverified_packages" in str(err.value)
+
+
+def test_current_debian_takes_the_module_route():
+    toa_route = pytest.importorskip("toa_route")
+    host = toa_route.identify_host('ID=debian\nVERSION_ID="12"\n', "", "x86_64", "6.1.0-28-amd64", "systemd")
+    assert toa_route.select_route(host, role_catalogue())["route"] == "module"
+
+
+def test_user_row_with_a_default_id_replaces_the_default_row():
+    toa_route = pytest.importorskip("toa_route")
+    host = toa_route.identify_host('ID=debian\nVERSION_ID="8"\n', "", "x86_64", "3.16.0-11-amd64", "systemd")
+    mine = dict(id="debian8-x86_64", distribution="debian", major="8", arch="x86_64",
+                kernel="3.16.99.toa", format="deb", image="linux-image-3.16.99.toa_2.0_amd64.deb",
+                headers=None, sha256={"linux-image-3.16.99.toa_2.0_amd64.deb": "b" * 64})
+    route = toa_route.select_route(host, role_catalogue([mine]), base_url="file:///srv/mirror/")
+    assert route["package"]["kernel"] == "3.16.99.toa"
+    assert route["package"]["files"][0]["url"] == "file:///srv/mirror/linux-image-3.16.99.toa_2.0_amd64.deb"
+    assert route["package"]["verified"]
