@@ -361,7 +361,10 @@ class ProbeError(Exception):
 
 def pack_address(address):
     """Return (socket family, packed bytes) of a textual IPv4 or IPv6 address."""
-    text = str(address).strip()
+    try:
+        text = str(address).strip()
+    except UnicodeError:
+        raise ProbeError('%r is not a valid IP address' % (address,))
     if ':' in text:
         try:
             return socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text)

@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 import pytest
 
@@ -525,3 +526,106 @@ def test_documentation_is_valid_yaml():
                 'kind', 'elapsed_ms'):
         assert key in returns
     yaml.safe_load(tp.EXAMPLES)
+
+
+# ---------------------------------------------------------------------------
+# environment errors in the child, and the fork/pipe/kill machinery (no root needed)
+# ---------------------------------------------------------------------------
+
+class FakeLibc(object):
+    def __init__(self, err):
+        self.err = err
+
+    def unshare(self, flags):
+        import ctypes
+        assert flags == tp.CLONE_NEWNET
+        ctypes.set_errno(self.err)
+        return -1
+
+
+@pytest.mark.parametrize('err,text', [
+    (1, 'was refused (EPERM): the probe needs root with CAP_SYS_ADMIN'),
+    (22, 'this kernel has no network namespace support (CONFIG_NET_NS)'),
+])
+def test_unshare_errors(monkeypatch, err, text):
+    monkeypatch.setattr(tp, '_libc', lambda: FakeLibc(err))
+    with pytest.raises(tp.ProbeError) as info:
+        tp._unshare_net()
+    assert text in str(info.value)
+
+
+def test_tun_that_cannot_load(monkeypatch):
+    def refuse(path, flags):
+        raise OSError(19, 'No such device')
+    monkeypatch.setattr(tp.os, 'open', refuse)
+    with pytest.raises(tp.ProbeError) as info:
+        tp._open_tun('toaprobe0')
+    assert 'the tun kernel module is missing or cannot be loaded' in str(info.value)
+    assert 'modprobe tun' in str(info.value)
+
+
+def fake_child_main(behaviour):
+    def child(module, plan, write_fd):
+        def send(message):
+            os.write(write_fd, (json.dumps(message) + '\n').encode('utf-8'))
+        send({'stage': 'pid-%d' % os.getpid()})
+        behaviour(send, plan)
+    return child
+
+
+def child_pid_from(outcome):
+    return int(outcome['stage'].split('-')[1])
+
+
+def gone(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return True
+    return False
+
+
+def test_run_in_child_collects_result(monkeypatch):
+    def behave(send, plan):
+        assert plan['child_deadline'] <= time.time() + plan['timeout']
+        send({'result': {'peer_address': '192.0.2.2'}})
+    monkeypatch.setattr(tp, '_child_main', fake_child_main(behave))
+    outcome = tp.run_in_child(None, {'timeout': 5.0})
+    assert outcome['result'] == {'peer_address': '192.0.2.2'}
+    assert 0 <= outcome['elapsed_ms'] < 5000
+
+
+def test_run_in_child_kills_a_hanging_child(monkeypatch):
+    def behave(send, plan):
+        time.sleep(60)
+    monkeypatch.setattr(tp, '_child_main', fake_child_main(behave))
+    outcome = tp.run_in_child(None, {'timeout': 0.3})
+    assert outcome['error'].startswith('the probe timed out after 0.3 s while at stage "pid-')
+    assert 250 <= outcome['elapsed_ms'] < 3000
+    assert gone(child_pid_from(outcome)), 'the hanging child survived'
+
+
+def test_run_in_child_reports_a_silent_exit(monkeypatch):
+    monkeypatch.setattr(tp, '_child_main', fake_child_main(lambda send, plan: None))
+    outcome = tp.run_in_child(None, {'timeout': 5.0})
+    assert outcome['error'].startswith('the probe child exited without a result at stage "pid-')
+    assert gone(child_pid_from(outcome))
+
+
+def test_child_errors_are_reported_with_their_stage():
+    read_fd, write_fd = os.pipe()
+
+    def probe(module, plan, report):
+        report('tun')
+        raise tp.ProbeError('cannot open /dev/net/tun')
+    original = tp._child_probe
+    tp._child_probe = probe
+    try:
+        tp._child_main(None, {}, write_fd)
+    finally:
+        tp._child_probe = original
+        os.close(write_fd)
+    lines = os.read(read_fd, 65536).decode('utf-8').splitlines()
+    os.close(read_fd)
+    assert [json.loads(line) for line in lines] == [
+        {'stage': 'tun'}, {'error': 'cannot open /dev/net/tun', 'stage': 'tun'}]
