@@ -399,6 +399,109 @@ def test_child_deadline_reports_missing_synack(clean_host):
     assert 0.7 <= wall < 10
 
 
+CAPTURE_SCRIPT = textwrap.dedent('''
+    import binascii, json, socket, subprocess, sys
+    sys.path.insert(0, sys.argv[1])
+    import toa_probe as tp
+
+    class Module(object):
+        def run_command(self, cmd, check_rc=False):
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out, err = proc.communicate()
+            return proc.returncode, out.decode(), err.decode()
+
+    capture = {}
+    open_tun = tp._open_tun
+    child_probe = tp._child_probe
+
+    def tapped_open_tun(name):
+        fd = open_tun(name)
+        # A packet socket on the TUN device sees what the kernel receives from it.
+        tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
+        tap.bind((name, 0))
+        capture['tap'] = tap
+        return fd
+
+    def tapped_probe(module, plan, report):
+        observed = child_probe(module, plan, report)
+        tap = capture['tap']
+        tap.setblocking(False)
+        packets = []
+        errors = []
+        while len(errors) < 3:
+            # The device is gone by now: the first read reports ENETDOWN, then the queue.
+            try:
+                data, address = tap.recvfrom(65535)
+            except (socket.error, OSError) as exc:
+                errors.append(str(exc))
+                continue
+            packets.append([binascii.hexlify(data).decode('ascii'), address[2]])
+        observed['capture_errors'] = errors
+        observed['captured'] = packets
+        return observed
+
+    tp._open_tun = tapped_open_tun
+    tp._child_probe = tapped_probe
+    plan = tp.resolve_params(json.loads(sys.argv[2]))
+    plan['ip_bin'] = sys.argv[3]
+    print(json.dumps(tp.run_in_child(Module(), plan)))
+''')
+
+PACKET_HOST = 0  # received by the host: what the crafted side wrote into the TUN device
+
+
+def run_captured(args):
+    with tempfile.NamedTemporaryFile('w', suffix='_toa_probe_tap.py', delete=False) as handle:
+        handle.write(CAPTURE_SCRIPT)
+    try:
+        proc = subprocess.run([sys.executable, handle.name, os.path.join(ROOT, 'library'),
+                               json.dumps(args), shutil.which('ip')],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        os.unlink(handle.name)
+    assert proc.returncode == 0, proc.stderr
+    outcome = json.loads(proc.stdout)
+    assert 'result' in outcome, outcome
+    return outcome['result']
+
+
+@pytest.mark.parametrize('family,option_in,carriers', [
+    ('ipv4', 'ack', {'ack'}),
+    ('ipv4', 'syn', {'syn'}),
+    ('ipv4', 'both', {'syn', 'ack'}),
+    ('ipv4', 'data', {'ack', 'data'}),
+    ('ipv6', 'all', {'syn', 'ack', 'data'}),
+    ('ipv4_on_ipv6', 'ack', {'ack'}),
+])
+def test_kernel_receives_the_option_where_asked(family, option_in, carriers, clean_host):
+    """What the kernel received from the TUN device carries the exact TOA bytes where asked."""
+    import socket
+    import struct
+    args = {'family': family, 'option_in': option_in}
+    result = run_captured(args)
+    v6 = family == 'ipv6'
+    kind, length = (254, 20) if v6 else (200, 8)
+    address = socket.inet_pton(socket.AF_INET6 if v6 else socket.AF_INET,
+                               '2001:db8:7::7' if v6 else '203.0.113.7')
+    option = struct.pack('!BBH', kind, length, 4242) + address
+    segments = {}
+    for hexdata, pkttype in result['captured']:
+        raw = bytes.fromhex(hexdata)
+        if pkttype != PACKET_HOST:
+            continue
+        header = 40 if v6 else (raw[0] & 0x0F) * 4
+        tcp = raw[header:]
+        flags = tcp[13]
+        options = tcp[20:(tcp[12] >> 4) * 4]
+        payload = tcp[(tcp[12] >> 4) * 4:]
+        name = 'syn' if flags & 0x02 else ('data' if payload else 'ack')
+        segments.setdefault(name, []).append(option in options)
+    assert set(segments) == {'syn', 'ack', 'data'}, segments
+    for name, carried in segments.items():
+        assert all(carried) if name in carriers else not any(carried), (name, segments)
+    assert result['payload_ok'] is True
+
+
 def test_zz_report_timings():
     """Prints how long one probe takes (pytest -s shows it)."""
     if not TIMINGS:
