@@ -1034,6 +1034,7 @@ def _quiet_stdio():
 def run_in_child(module, plan):
     """Fork, run the probe in the child, collect its report; the child never outlives this."""
     read_fd, write_fd = os.pipe()
+    parent = os.getpid()
     started = time.time()
     plan = dict(plan)
     plan['child_deadline'] = started + plan['timeout'] * 0.8
@@ -1046,6 +1047,8 @@ def run_in_child(module, plan):
             except OSError:
                 pass
             _set_parent_death_signal()
+            if os.getppid() != parent:
+                os._exit(0)  # the parent died before the death signal was armed
             _quiet_stdio()
             _child_main(module, plan, write_fd)
         finally:
@@ -1061,6 +1064,7 @@ def run_in_child(module, plan):
     last_stage = 'start'
     outcome = None
     timed_out = False
+    finished = None
     try:
         while outcome is None:
             left = _remaining(deadline)
@@ -1078,10 +1082,11 @@ def run_in_child(module, plan):
                     last_stage = message['stage']
                 if 'result' in message or 'error' in message:
                     outcome = message
+                    finished = time.time()
     finally:
         os.close(read_fd)
         _reap(pid, kill=timed_out or outcome is None)
-    elapsed_ms = int(round((time.time() - started) * 1000))
+    elapsed_ms = int(round(((finished or time.time()) - started) * 1000))
     if timed_out:
         outcome = {'error': 'the probe timed out after %s s while at stage "%s"; the child was '
                             'killed' % (plan['timeout'], last_stage), 'stage': last_stage}
@@ -1096,7 +1101,7 @@ def _reap(pid, kill):
     """Wait for the child; kill its whole process group first when asked or when it lingers."""
     if kill:
         _kill_group(pid)
-    for _attempt in range(50):
+    for _attempt in range(200):
         try:
             done, _status = os.waitpid(pid, os.WNOHANG)
         except OSError as exc:
@@ -1105,7 +1110,7 @@ def _reap(pid, kill):
             return
         if done:
             return
-        time.sleep(0.02)
+        time.sleep(0.005)
     _kill_group(pid)
     while True:
         try:
