@@ -677,6 +677,9 @@ def resolve_params(params):
     if same_address(resolved['proxy_address'], listen):
         raise ProbeError('proxy_address %s is the listener address inside the probe namespace; '
                          'pick another address' % resolved['proxy_address'])
+    if resolved['proxy_address'] in ('192.0.2.0', '192.0.2.255') and family != 'ipv6':
+        raise ProbeError('proxy_address %s is the network or broadcast address of the probe\'s '
+                         '192.0.2.0/24; the kernel drops packets from it' % resolved['proxy_address'])
     if same_address(resolved['proxy_address'], resolved['toa_address']):
         raise ProbeError('toa_address and proxy_address are both %s: the probe could not tell a '
                          'rewritten peer from the real one' % resolved['toa_address'])

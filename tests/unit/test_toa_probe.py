@@ -280,6 +280,7 @@ def test_addresses_are_normalised():
     ({'proxy_address': '192.0.2.1'}, 'proxy_address 192.0.2.1 is the listener address'),
     ({'family': 'ipv6', 'proxy_address': '2001:db8:0::1'}, 'is the listener address'),
     ({'toa_address': '192.0.2.2'}, 'toa_address and proxy_address are both 192.0.2.2'),
+    ({'proxy_address': '192.0.2.255'}, 'is the network or broadcast address'),
     ({'timeout': 0}, 'timeout must be more than 0'),
     ({'option_in': 'fin'}, 'option_in must be one of ack, all, both, data, syn'),
     ({'expect': 'maybe'}, 'expect must be rewritten, unrewritten or any'),
