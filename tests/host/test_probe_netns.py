@@ -175,15 +175,15 @@ def run_ansible(args, venv=VENV, interpreter=None, check=False, env_extra=None):
     if check:
         cmd.append('--check')
     env = dict(os.environ, ANSIBLE_LIBRARY=os.path.join(ROOT, 'library'),
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='oneline',
+               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='default',
                ANSIBLE_CALLBACK_RESULT_FORMAT='json', ANSIBLE_NOCOLOR='1')
     env.update(env_extra or {})
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-    # oneline callback (in ansible-core): "localhost | SUCCESS => {...}" on one line
+    # default callback with JSON results: "localhost | SUCCESS => {...}" (no deprecated oneline)
     try:
-        line = [text for text in proc.stdout.splitlines() if text.startswith('localhost | ')][0]
-        status, payload = line.split(' => ', 1)
-        result = json.loads(payload)
+        start = proc.stdout.index('localhost | ')
+        status, payload = proc.stdout[start:].split(' => ', 1)
+        result = json.JSONDecoder().raw_decode(payload.lstrip())[0]
         result['failed'] = 'FAILED' in status
         return result
     except (ValueError, IndexError):
