@@ -3,7 +3,10 @@
 
 Guests run with QEMU's user network in `restrict=on` mode, so they reach
 nothing but what the tests give them.  A guestfwd maps 10.0.2.100:3142 in
-each guest to this proxy on the host, and the guest's apt uses it.  The
+each guest to this proxy: QEMU starts `aptcache.py stdio` for every
+connection the guest opens, with the connection on stdin/stdout (a
+chardev guestfwd would carry one connection only), and the guest's apt
+uses it.  The
 proxy forwards GET/HEAD requests only to the package archives of the
 distributions we test (Debian, Ubuntu), and keeps every file under a
 `pool/` path (immutable by name) in $TOA_CACHE/aptcache, so CI reruns and
@@ -13,7 +16,8 @@ later guests install packages without downloading them again.  Index files
 Requests for http://<anything>/toa-mirror/<path> are served from the
 directory given by --mirror-dir (packages the tests publish for guests).
 
-  aptcache.py serve --port N [--mirror-dir DIR]   (toavm.py starts it)
+  aptcache.py stdio [--mirror-dir DIR]            (QEMU runs it per connection)
+  aptcache.py serve --port N [--mirror-dir DIR]   (a listening proxy, for debugging)
 """
 
 import argparse
@@ -47,7 +51,9 @@ def cache_path(url):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
+    # Keep-alive: apt sends many requests over one connection, and every
+    # connection costs a process start in stdio mode.
+    protocol_version = "HTTP/1.1"
     mirror_dir = None
 
     def log_message(self, fmt, *args):  # quiet by default; errors still go to stderr
@@ -87,13 +93,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_error(502, "aptcache: upstream failed: %s" % e)
 
     def relay(self, resp, head):
+        # Index files are small: read them whole so the length is exact
+        # (upstream may answer chunked) and the connection can be reused.
+        body = b"" if head else resp.read()
         self.send_response(resp.status)
-        for k in ("Content-Type", "Content-Length", "Last-Modified", "ETag"):
+        for k in ("Content-Type", "Last-Modified", "ETag"):
             if resp.headers.get(k):
                 self.send_header(k, resp.headers[k])
+        self.send_header("Content-Length", resp.headers.get("Content-Length", "0") if head else str(len(body)))
         self.end_headers()
-        if not head:
-            shutil.copyfileobj(resp, self.wfile)
+        self.wfile.write(body)
 
     def send_file(self, path, head):
         self.send_response(200)
@@ -114,6 +123,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.send_file(path, head)
 
 
+class StdioHandler(Handler):
+    """Serve the connection QEMU handed us on stdin/stdout."""
+
+    def setup(self):
+        self.rfile = sys.stdin.buffer
+        self.wfile = sys.stdout.buffer
+
+    def finish(self):
+        self.wfile.flush()
+
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -125,10 +145,16 @@ def main():
     p = sub.add_parser("serve")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mirror-dir")
+    p = sub.add_parser("stdio")
+    p.add_argument("--mirror-dir")
     args = ap.parse_args()
     Handler.mirror_dir = args.mirror_dir
     os.makedirs(STORE, exist_ok=True)
-    Server(("127.0.0.1", args.port), Handler).serve_forever()
+    if args.command == "serve":
+        Server(("127.0.0.1", args.port), Handler).serve_forever()
+    else:
+        sys.stderr = open(os.path.join(CACHE, "aptcache.log"), "a")
+        StdioHandler(None, ("guest", 0), None)
 
 
 if __name__ == "__main__":

@@ -377,41 +377,13 @@ def pid_alive(pid):
         return False
 
 
-def ensure_proxy():
-    """Start scripts/aptcache.py once for all guests; return its port."""
-    path = os.path.join(RUN, ".aptcache.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            st = json.load(f)
-        if pid_alive(st["pid"]):
-            return st["port"]
-    os.makedirs(RUN, exist_ok=True)
-    port = free_port()
+def proxy_cmd():
+    """The command QEMU runs for each connection to the package proxy."""
     mirror = os.path.join(CACHE, "mirror")
     os.makedirs(mirror, exist_ok=True)
-    logf = open(os.path.join(RUN, ".aptcache.log"), "ab")
-    p = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "aptcache.py"),
-                          "serve", "--port", str(port), "--mirror-dir", mirror],
-                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(50):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    with open(path, "w") as f:
-        json.dump({"pid": p.pid, "port": port}, f)
-    return port
-
-
-def stop_proxy():
-    path = os.path.join(RUN, ".aptcache.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            st = json.load(f)
-        if pid_alive(st["pid"]):
-            os.kill(st["pid"], signal.SIGTERM)
-        os.unlink(path)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aptcache.py")
+    cmd = "%s %s stdio --mirror-dir %s" % (sys.executable, script, mirror)
+    return cmd.replace(",", ",,")  # QEMU option syntax: a literal comma is doubled
 
 
 def qemu_cmd(d, image_overlay, port, accel, mem, smp):
@@ -420,8 +392,8 @@ def qemu_cmd(d, image_overlay, port, accel, mem, smp):
             "-drive", "file=%s,if=virtio,cache=unsafe,discard=unmap" % image_overlay,
             # restrict=on: the guest reaches nothing but the SSH forward and
             # the package proxy.
-            "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,guestfwd=tcp:%s:%d-tcp:127.0.0.1:%d"
-            % ((port,) + GUEST_PROXY + (ensure_proxy(),)),
+            "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,guestfwd=tcp:%s:%d-cmd:%s"
+            % ((port,) + GUEST_PROXY + (proxy_cmd(),)),
             "-device", "virtio-net-pci,netdev=n0",
             "-device", "virtio-rng-pci",
             "-display", "none", "-vga", "none",
@@ -551,8 +523,7 @@ def cmd_down(args):
     for n in names:
         stop(n)
         log("stopped %s" % n)
-    if args.all:
-        stop_proxy()
+
 
 
 def cmd_ls(args):
