@@ -349,7 +349,7 @@ def t_stale(l4, l6, ld, rounds, plain_per_round):
     s0 = stats()
     bad = plain = toa_ok = toa_n = 0
     live_after_close = []
-    for r in range(rounds):
+    for _round in range(rounds):
         for i in range(10):
             c, _, _ = handshake(l4 if i % 2 else ld, False,
                                 ack_opts=toa_opt(200, '203.0.113.77', 7000 + i))
