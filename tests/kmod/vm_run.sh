@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Build and test toa.ko inside a running test guest (scripts/toavm.py):
+#   tests/kmod/vm_run.sh NAME [vm_toa_test.py args...]
+# Installs the guest kernel's headers and a compiler in the guest, copies the
+# module source and the functional test, builds with warnings shown, runs
+# vm_toa_test.py.  Exit status is the test's.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+name=$1
+shift
+vm() { python3 "$root/scripts/toavm.py" "$@"; }
+
+tar -C "$root/roles/toa/files" -czf /tmp/toa-src.$$.tgz toa-src
+vm copy-to "$name" /tmp/toa-src.$$.tgz /root/toa-src.tgz
+vm copy-to "$name" "$here/vm_toa_test.py" /root/vm_toa_test.py
+rm -f /tmp/toa-src.$$.tgz
+vm ssh "$name" -- 'set -e
+export DEBIAN_FRONTEND=noninteractive
+if [ ! -e /lib/modules/$(uname -r)/build/Makefile ] || ! command -v gcc >/dev/null; then
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "linux-headers-$(uname -r)" gcc make libc6-dev >/tmp/apt.log 2>&1 ||
+		{ tail -20 /tmp/apt.log; exit 1; }
+fi
+rm -rf /root/toa-src && tar -C /root -xzf /root/toa-src.tgz
+cd /root/toa-src
+make -C /lib/modules/$(uname -r)/build M=$PWD modules >/root/build.log 2>&1 || { cat /root/build.log; exit 1; }
+echo "kernel $(uname -r): build log warnings: $(grep -ci warning /root/build.log || true)"
+grep -i warning /root/build.log || true'
+vm ssh "$name" -- python3 /root/vm_toa_test.py --ko /root/toa-src/toa.ko "$@"
