@@ -449,6 +449,38 @@ def t_overhead(ko, l4, n):
     lst.close()
 
 
+def t_bench(ko, l4, reps, n):
+    """Median of @reps alternating runs without / with the module."""
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(('127.0.0.1', PORT_LO + 1))
+    lst.listen(1024)
+    cl = socket.socket()
+    cl.connect(('127.0.0.1', PORT_LO + 1))
+    sv, _ = lst.accept()
+    runs = {'conn/s without': [], 'conn/s with': [], 'getpeername/s plain without': [],
+            'getpeername/s plain with': [], 'getpeername/s TOA socket with': []}
+    rate(300, lst, socket.AF_INET, '127.0.0.1')      # warm up
+    for _ in range(reps):
+        if os.path.exists('/sys/module/toa'):
+            rmmod()
+        runs['conn/s without'].append(rate(n, lst, socket.AF_INET, '127.0.0.1'))
+        runs['getpeername/s plain without'].append(getpeername_rate(sv, 50 * n))
+        insmod(ko)
+        held, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.5', 5))
+        runs['conn/s with'].append(rate(n, lst, socket.AF_INET, '127.0.0.1'))
+        runs['getpeername/s plain with'].append(getpeername_rate(sv, 50 * n))
+        runs['getpeername/s TOA socket with'].append(getpeername_rate(held, 50 * n))
+        held.close()
+    for k, v in runs.items():
+        v.sort()
+        print('MEASURE bench %-30s median %.0f  (runs: %s)'
+              % (k, v[len(v) // 2], ', '.join('%.0f' % x for x in v)))
+    sv.close()
+    cl.close()
+    lst.close()
+
+
 def t_rmmod_live(ko, l4, l6, ld):
     held = []
     for i in range(20):
@@ -486,6 +518,8 @@ def main():
     ap.add_argument('--rounds', type=int, default=30)
     ap.add_argument('--plain', type=int, default=200)
     ap.add_argument('--rate-n', type=int, default=1500)
+    ap.add_argument('--bench', type=int, default=0, metavar='REPS',
+                    help='only measure overhead, REPS alternating runs')
     a = ap.parse_args()
     ko = os.path.abspath(a.ko)
 
@@ -494,6 +528,10 @@ def main():
     dmesg_mark()
     enter_netns()
     l4, l6, ld = listeners()
+    if a.bench:
+        t_bench(ko, l4, a.bench, a.rate_n)
+        rmmod()
+        return 0
 
     t_overhead(ko, l4, a.rate_n)            # loads the module
     st = stats()
