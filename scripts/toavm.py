@@ -58,7 +58,7 @@ UBUNTU_KEYRING_SHA256 = "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0
 # Address the guests use for the host's caching package proxy.
 GUEST_PROXY = ("10.0.2.100", 3142)
 
-BASE_PACKAGES = ["openssh-server", "python3", "systemd-sysv", "udev", "kmod",
+BASE_PACKAGES = ["openssh-server", "python3", "systemd-sysv", "udev", "kmod", "dbus",
                  "iproute2", "sudo", "initramfs-tools", "e2fsprogs", "procps",
                  "grub-pc", "ca-certificates"]
 
