@@ -47,7 +47,7 @@ def check(name, ok, detail=''):
 
 
 def sh(*args, ok_codes=(0,)):
-    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if r.returncode not in ok_codes:
         raise RuntimeError('%s: %s' % (' '.join(args), r.stdout))
     return r
@@ -556,7 +556,7 @@ def main():
     c.close()
     rmmod()
     r = subprocess.run(['insmod', ko, 'ipv4_kinds=200', 'trusted_cidrs=nonsense'],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     check('insmod with a bad CIDR fails', r.returncode != 0 and not os.path.exists('/sys/module/toa'),
           r.stdout.strip())
     bad, _ = dmesg_bad()
