@@ -81,6 +81,14 @@ def render(specs_path=SPECS):
         lines.append("| `%s` | %s | %s | %s | %s |" % (
             name, option_type(spec), default, choices, description(spec)))
     lines.append("")
+    # Further entry points (include_role tasks_from) share their options with `main`.
+    for point, spec in data["argument_specs"].items():
+        if point == ENTRY_POINT:
+            continue
+        names = ", ".join("`%s`" % name for name in spec.get("options", {}))
+        lines.append("Entry point `%s` (`tasks_from: %s`): %s Options, as above: %s." % (
+            point, point, inline_markup(spec.get("short_description", "")).rstrip(".") + ".", names))
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
