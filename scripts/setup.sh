@@ -12,7 +12,8 @@ debs=(qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-common fdisk
       openssh-client e2fsprogs xz-utils zstd iproute2 python3-venv
       make gcc libc6-dev bc flex bison libelf-dev libssl-dev
       gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
-      chromium)
+      chromium
+      patch rsync kmod cpio dpkg-dev fakeroot)
 missing=()
 for d in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q 'install ok installed' || missing+=("$d")

@@ -1,0 +1,121 @@
+"""scripts/build_toa_kernel.py: build key, publishing, and the catalogue row it prints."""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import build_toa_kernel as btk  # noqa: E402
+import toa_route  # noqa: E402
+
+OS_RELEASE_DEBIAN12 = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n' \
+    'VERSION_ID="12"\nVERSION="12 (bookworm)"\nID=debian\n'
+
+
+def args(**kw):
+    base = dict(localversion="-toa", arch="x86_64", pkgversion=None, src=btk.make_toa_patch.DEFAULT_SRC,
+                distribution="debian", major="12", version=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_build_key_follows_every_input():
+    a = args()
+    base = btk.plan(a, "6.1.192-2", "0" * 64, "patch", "config", "lsmod")
+    again = btk.plan(a, "6.1.192-2", "0" * 64, "patch", "config", "lsmod")
+    assert base == again
+    inputs, key, pkgversion = base
+    assert len(key) == 16
+    assert pkgversion == "6.1.192-2.toa%s.%s" % (btk.make_toa_patch.read_version(a.src), key[:8])
+    changed = [
+        btk.plan(a, "6.1.192-3", "0" * 64, "patch", "config", "lsmod"),
+        btk.plan(a, "6.1.192-2", "1" * 64, "patch", "config", "lsmod"),
+        btk.plan(a, "6.1.192-2", "0" * 64, "patch2", "config", "lsmod"),
+        btk.plan(a, "6.1.192-2", "0" * 64, "patch", "config2", "lsmod"),
+        btk.plan(a, "6.1.192-2", "0" * 64, "patch", "config", None),
+        btk.plan(args(localversion="-toa2"), "6.1.192-2", "0" * 64, "patch", "config", "lsmod"),
+    ]
+    keys = {key} | {c[1] for c in changed}
+    assert len(keys) == len(changed) + 1
+    assert btk.plan(args(pkgversion="1.0"), "6.1.192-2", "0" * 64, "p", "c", None)[2] == "1.0"
+
+
+def fake_result(tmp_path):
+    files = []
+    for kind, name in (("image", "linux-image-6.1.192-toa_6.1.192-2.toa1.0.0.abcd_amd64.deb"),
+                       ("headers", "linux-headers-6.1.192-toa_6.1.192-2.toa1.0.0.abcd_amd64.deb")):
+        path = tmp_path / name
+        path.write_bytes(kind.encode())
+        files.append({"kind": kind, "name": name, "path": str(path),
+                      "sha256": hashlib.sha256(kind.encode()).hexdigest(), "size": len(kind)})
+    return {"kernel": "6.1.192-toa", "files": files}
+
+
+def test_publish_writes_files_and_manifest(tmp_path):
+    result = fake_result(tmp_path)
+    mirror = tmp_path / "mirror"
+    dest = btk.publish(result, str(mirror), "debian-12-x86_64")
+    assert dest == str(mirror / "debian-12-x86_64")
+    sums = (mirror / "debian-12-x86_64" / "SHA256SUMS").read_text().splitlines()
+    image, headers = result["files"]
+    assert sums == ["%s  %s" % (headers["sha256"], headers["name"]),
+                    "%s  %s" % (image["sha256"], image["name"])]  # sorted by file name
+    assert btk.publish(result, str(mirror), "debian-12-x86_64") == dest  # again: same content
+
+
+def test_catalogue_row_is_taken_by_the_package_route(tmp_path):
+    result = fake_result(tmp_path)
+    row = btk.catalogue_entry(args(), result, "debian-12-x86_64")
+    assert row == {
+        "id": "debian12-x86_64-toa-built", "distribution": "debian", "major": "12", "arch": "x86_64",
+        "kernel": "6.1.192-toa", "format": "deb",
+        "image": "debian-12-x86_64/" + result["files"][0]["name"],
+        "headers": "debian-12-x86_64/" + result["files"][1]["name"],
+        "sha256": {f["name"]: f["sha256"] for f in result["files"]},
+        "module_params": True,
+    }
+    json.dumps(row)  # what the playbook prints
+    host = toa_route.identify_host(OS_RELEASE_DEBIAN12, None, "x86_64", "6.1.0-56-amd64", "systemd")
+    assert toa_route.is_toa_kernel(row["kernel"])
+    route = toa_route.select_route(host, [row], "auto", "http://10.0.2.100:3142/toa-mirror/", {}, False, True)
+    assert route["route"] == "package"
+    pkg = route["package"]
+    assert pkg["kernel"] == "6.1.192-toa" and pkg["verified"]
+    assert [(f["kind"], f["name"], f["url"], f["sha256"]) for f in pkg["files"]] == [
+        (f["kind"], f["name"], "http://10.0.2.100:3142/toa-mirror/debian-12-x86_64/" + f["name"], f["sha256"])
+        for f in result["files"]]
+
+
+def test_version_rows_for_exact_releases(tmp_path):
+    row = btk.catalogue_entry(args(distribution="ubuntu", major=None, version="16.04"),
+                              fake_result(tmp_path), "ubuntu-16.04-x86_64")
+    assert row["version"] == "16.04" and "major" not in row
+    assert row["id"] == "ubuntu16.04-x86_64-toa-built"
+
+
+def test_missing_config_fails_with_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(btk, "source_tarball", lambda *a, **k: ("x.deb", "6.1.192-2", "x.tar.xz"))
+    rc = btk.main(["--series", "6.1", "--config", str(tmp_path / "nope"), "--major", "12",
+                   "--work", str(tmp_path / "w"), "--mirror", str(tmp_path / "m")])
+    assert rc == 1
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["failed"] is True
+    assert out["msg"].startswith("the kernel config %s does not exist" % (tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("linux-headers-amd64\n  Depends: linux-headers-6.1.0-56-amd64\n", "linux-headers-6.1.0-56-amd64"),
+])
+def test_headers_meta_package_resolution(text, want):
+    class R:
+        def run(self, argv, capture=False, **kw):
+            assert argv[:3] == ["apt-cache", "depends", "--important"]
+            return text
+    assert btk.resolve_headers_package(R(), "linux-headers-amd64") == want
+    assert btk.resolve_headers_package(R(), "linux-headers-6.1.0-9-amd64") == "linux-headers-6.1.0-9-amd64"
