@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: toa_boot
-short_description: Make the host boot a distribution kernel instead of a TOA kernel
+short_description: Boot a distribution kernel instead of a TOA kernel; name the TOA kernel packages
 description:
   - Lists the kernels in C(/boot) (C(vmlinuz-<release>)), picks I(release) or else the newest
     kernel that is not a TOA build (a release with a C(toa) component, such as C(4.4.87.toa)),
@@ -24,11 +24,17 @@ description:
     is removed, GRUB's first entry is a distribution kernel again. Nothing is run when
     C(grub-editenv list) already shows that C(next_entry).
   - Check mode reports the command that would run. Reboots nothing itself.
+  - Also returns the packages that own the TOA kernels that are not running (C(dpkg-query -S) or
+    C(rpm -qf) on their C(/boot/vmlinuz-<release>) and headers directory), for removal.
 options:
   release:
     description: Kernel release to boot; empty for the newest installed non-TOA kernel.
     type: str
     default: ""
+  boot:
+    description: Set the boot entry (true), or only report kernels and packages (false).
+    type: bool
+    default: true
 notes:
   - Needs root (C(become=true)).
   - Fails, saying what to install, when no non-TOA kernel is installed.
@@ -49,7 +55,7 @@ EXAMPLES = r'''
 RETURN = r'''
 release:
   description: The kernel release the host will boot.
-  returned: success
+  returned: when I(boot=true)
   type: str
   sample: 4.4.0-210-generic
 kernels:
@@ -65,13 +71,19 @@ toa_kernels:
   elements: str
 bootloader:
   description: C(grubby) or C(grub) (grub-reboot).
-  returned: success
+  returned: when I(boot=true)
   type: str
 entry:
   description: The GRUB menu entry passed to grub-reboot, or the kernel path passed to grubby.
-  returned: success
+  returned: when I(boot=true)
   type: str
   sample: gnulinux-advanced-1c2e>gnulinux-4.4.0-210-generic-advanced-1c2e
+packages:
+  description: Packages owning the TOA kernels that are not running (none for the running one).
+  returned: always
+  type: list
+  elements: str
+  sample: [linux-image-4.4.87.toa, linux-headers-4.4.87.toa]
 commands:
   description: Commands run (in check mode, that would run), as argument lists.
   returned: always
@@ -100,6 +112,10 @@ def read_text(path):
             return handle.read().decode("utf-8", "replace")
     except (IOError, OSError):
         return None
+
+
+def running_kernel():
+    return os.uname()[2]
 
 
 def release_key(release):
@@ -158,6 +174,54 @@ def grub_entry(text, release):
                 stack.pop()
             depth -= 1
     return None
+
+
+_DPKG_OWNER_RE = re.compile(r"^([a-z0-9][a-z0-9+.:-]*(?:, [a-z0-9][a-z0-9+.:-]*)*): /")
+
+
+def parse_dpkg_owners(text):
+    """Package names from `dpkg-query -S` output ("pkg[, pkg]: /path"; diversions skipped)."""
+    names = []
+    for line in (text or "").splitlines():
+        match = _DPKG_OWNER_RE.match(line)
+        if match:
+            for name in match.group(1).split(", "):
+                name = name.split(":")[0]  # drop a multi-arch qualifier
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def parse_rpm_owners(text):
+    """Package NVRAs from `rpm -qf` output (lines about unowned or missing files skipped)."""
+    names = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line and " " not in line and line not in names:
+            names.append(line)
+    return names
+
+
+def kernel_packages(module, releases):
+    """Packages that own the given kernel releases' files, by dpkg or rpm."""
+    if not releases:
+        return []
+    dpkg_query = module.get_bin_path("dpkg-query")
+    if dpkg_query:
+        paths = []
+        for release in releases:
+            paths += ["/boot/vmlinuz-%s" % release, "/usr/src/linux-headers-%s" % release]
+        _rc, out, _err = module.run_command([dpkg_query, "-S"] + paths)
+        return parse_dpkg_owners(out)
+    rpm = module.get_bin_path("rpm")
+    if rpm:
+        paths = []
+        for release in releases:
+            paths += ["/boot/vmlinuz-%s" % release, "/usr/src/kernels/%s" % release]
+        _rc, out, _err = module.run_command([rpm, "-qf"] + paths)
+        return parse_rpm_owners(out)
+    module.fail_json(msg="neither dpkg-query nor rpm was found: cannot tell which packages own "
+                         "the TOA kernels %s" % ", ".join(releases))
 
 
 class Boot:
@@ -228,25 +292,33 @@ class Boot:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(release=dict(type="str", default="")),
+        argument_spec=dict(
+            release=dict(type="str", default=""),
+            boot=dict(type="bool", default=True),
+        ),
         supports_check_mode=True,
     )
     kernels = installed_kernels()
     toa_kernels = [release for release in kernels if is_toa_kernel(release)]
+    running = running_kernel()
+    packages = kernel_packages(module, [release for release in toa_kernels if release != running])
+    result = dict(changed=False, kernels=kernels, toa_kernels=toa_kernels, packages=packages,
+                  commands=[])
+    if not module.params["boot"]:
+        module.exit_json(msg="TOA kernels: %s" % (", ".join(toa_kernels) or "none"), **result)
     boot = Boot(module)
     release = module.params["release"]
     if release:
         if release not in kernels:
             module.fail_json(msg="kernel %s is not installed (no /boot/vmlinuz-%s); installed: %s"
-                                 % (release, release, ", ".join(kernels) or "none"),
-                             kernels=kernels, toa_kernels=toa_kernels, commands=[])
+                                 % (release, release, ", ".join(kernels) or "none"), **result)
     else:
         others = [candidate for candidate in kernels if not is_toa_kernel(candidate)]
         if not others:
             module.fail_json(msg="no distribution kernel is installed next to the TOA kernel(s) %s: install "
                                  "one (apt-get install linux-image-amd64 / linux-image-generic, or yum "
                                  "install kernel), then run again" % ", ".join(toa_kernels or ["?"]),
-                             kernels=kernels, toa_kernels=toa_kernels, commands=[])
+                             **result)
         release = others[0]
     grubby = module.get_bin_path("grubby", opt_dirs=["/usr/sbin", "/sbin"])
     if grubby:
@@ -256,8 +328,9 @@ def main():
     verb = "would make" if module.check_mode else "made"
     msg = ("%s %s boot kernel %s" % (verb, bootloader, release)) if boot.changed else \
         "%s already boots kernel %s" % (bootloader, release)
-    module.exit_json(changed=boot.changed, release=release, kernels=kernels, toa_kernels=toa_kernels,
-                     bootloader=bootloader, entry=entry, commands=boot.commands, msg=msg)
+    result.update(changed=boot.changed, release=release, bootloader=bootloader, entry=entry,
+                  commands=boot.commands, msg=msg)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
