@@ -519,7 +519,9 @@ def cmd_copy_to(args):
 
 
 def cmd_down(args):
-    names = [n for n in os.listdir(RUN) if not n.startswith(".")] if args.all and os.path.isdir(RUN) else args.names
+    names = args.names
+    if (args.all or args.prefix) and os.path.isdir(RUN):
+        names = [n for n in os.listdir(RUN) if not n.startswith(".") and n.startswith(args.prefix or "")]
     for n in names:
         stop(n)
         log("stopped %s" % n)
@@ -570,6 +572,7 @@ def main():
     p = sub.add_parser("down")
     p.add_argument("names", nargs="*")
     p.add_argument("--all", action="store_true")
+    p.add_argument("--prefix", help="stop every guest whose name starts with PREFIX")
     p.set_defaults(func=cmd_down)
     p = sub.add_parser("ls")
     p.set_defaults(func=cmd_ls)
