@@ -289,6 +289,7 @@ p.summary { font-weight: 600; }
 table { border-collapse: collapse; font-size: .85rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .5rem; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; position: sticky; top: 0; }
+th.host { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.working td.status { background: #dafbe1; }
 tr.probe_failed td.status, tr.probe_error td.status, tr.no_facts td.status { background: #ffebe9; }
