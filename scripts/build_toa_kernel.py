@@ -22,7 +22,9 @@ the target's own release (its compiler, its archive):
 A build is keyed by (source package version and sha256, patch sha256, config
 inputs, local version, recipe version); a key already built is not built
 again.  The last stdout line is the result as JSON; progress goes to the log
-(``<work>/builds/<key>/build.log``) and to stderr.
+(``<work>/builds/<key>/build.log``, linked as ``<work>/last-build.log``) and
+to stderr.  Ubuntu's linux-source-<version> works the same way; only a Debian
+12 build has been run.
 
     scripts/build_toa_kernel.py --series 6.1 --config-from-headers linux-headers-amd64 \\
         --lsmod scripts/kernel-recipes/debian12-qemu.lsmod --distribution debian --major 12
@@ -160,7 +162,8 @@ def source_tarball(runner, series, cache_dir, source_deb=None):
     if not os.path.isdir(root):
         runner.run(["dpkg-deb", "-x", deb, root + ".tmp"])
         os.replace(root + ".tmp", root)
-    tarballs = glob.glob(os.path.join(root, "usr", "src", "linux-source-*.tar.*"))
+    # Debian: /usr/src/linux-source-6.1.tar.xz; Ubuntu: /usr/src/linux-source-4.4.0/linux-source-4.4.0.tar.bz2
+    tarballs = glob.glob(os.path.join(root, "usr", "src", "**", "linux-source-*.tar.*"), recursive=True)
     if len(tarballs) != 1:
         raise BuildError("%s holds %d linux-source tarballs, expected one" % (deb, len(tarballs)))
     return deb, version, tarballs[0]

@@ -119,3 +119,19 @@ def test_headers_meta_package_resolution(text, want):
             return text
     assert btk.resolve_headers_package(R(), "linux-headers-amd64") == want
     assert btk.resolve_headers_package(R(), "linux-headers-6.1.0-9-amd64") == "linux-headers-6.1.0-9-amd64"
+
+
+@pytest.mark.parametrize("layout", ["usr/src/linux-source-6.1.tar.xz",
+                                    "usr/src/linux-source-4.4.0/linux-source-4.4.0.tar.bz2"])
+def test_source_tarball_found_in_debian_and_ubuntu_layouts(tmp_path, layout):
+    deb = tmp_path / "linux-source-x_1_all.deb"
+    deb.write_bytes(b"")
+    tarball = tmp_path / "linux-source-x_1_all.d" / layout
+    tarball.parent.mkdir(parents=True)
+    tarball.write_bytes(b"")
+
+    class R:
+        def run(self, argv, capture=False, **kw):
+            assert argv[:2] == ["dpkg-deb", "-f"]
+            return "1.2-3\n"
+    assert btk.source_tarball(R(), "x", str(tmp_path), str(deb)) == (str(deb), "1.2-3", str(tarball))
