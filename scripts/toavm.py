@@ -230,7 +230,9 @@ def _configure_rootfs(root, guest, r, pubkey):
 def _install_bootloader(root, loopdev, part):
     uuid = run(["blkid", "-s", "UUID", "-o", "value", part], capture_output=True, text=True).stdout.strip()
     write(root + "/etc/fstab", "UUID=%s / ext4 errors=remount-ro 0 1\n" % uuid)
-    chroot(root, "grub-install", "--target=i386-pc", "--recheck", loopdev)
+    # Name the modules: old grub-probe (xenial) does not see the partition
+    # table of a loop device and would leave part_msdos out of core.img.
+    chroot(root, "grub-install", "--target=i386-pc", "--recheck", "--modules=part_msdos ext2", loopdev)
     chroot(root, "update-grub")
     # update-grub in a chroot names the loop device as root; point it at the
     # filesystem UUID (inside the guest update-grub gets this right by itself).
@@ -260,7 +262,9 @@ def build_image(guest, out, size="6G"):
         loopdev = run(["losetup", "-f", "--show", raw], capture_output=True, text=True).stdout.strip()
         run(["partx", "-a", loopdev])
         part = loopdev + "p1"
-        run(["mkfs.ext4", "-q", "-L", "root", part])
+        # Features newer than the oldest guests' GRUB and kernel (xenial:
+        # GRUB 2.02~beta2, Linux 4.4) make the disk unbootable there.
+        run(["mkfs.ext4", "-q", "-L", "root", "-O", "^orphan_file,^metadata_csum_seed,^metadata_csum,^64bit", part])
         run(["mount", part, mnt])
         mounts.append(mnt)
         cmd = ["debootstrap", "--variant=minbase", "--arch=amd64", "--components=main,universe"
