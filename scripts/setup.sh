@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/env.sh"
 
 debs=(qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-common fdisk
-      openssh-client e2fsprogs xz-utils zstd iproute2 python3-venv kmod
+      openssh-client e2fsprogs xz-utils zstd iproute2 python3-venv
       make gcc libc6-dev bc flex bison libelf-dev libssl-dev
       gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
       chromium
