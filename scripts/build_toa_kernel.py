@@ -301,6 +301,12 @@ def build(args, runner):
             runner.say("already built: %s (key %s); nothing to do" % (result["kernel"], key))
             result["cached"] = True
             return result
+    # A build started by a script without the lock (or on another machine
+    # sharing the directory) still writes its log: never delete it under it.
+    log = os.path.join(bdir, "build.log")
+    if os.path.isfile(log) and time.time() - os.path.getmtime(log) < 900:
+        raise BuildError("build %s looks busy: its log %s changed %d s ago; wait for it, or remove %s"
+                         % (key, log, time.time() - os.path.getmtime(log), bdir))
     shutil.rmtree(bdir, ignore_errors=True)
     os.makedirs(bdir)
     runner.open(os.path.join(bdir, "build.log"))
