@@ -95,23 +95,10 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.toa_host import host_path, read_text
 from ansible.module_utils.toa_route import is_toa_kernel
 
-# Prefix for every absolute path read; unit tests point it at a tmp tree.
-ROOT = "/"
 GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
-
-
-def host_path(path):
-    return os.path.join(ROOT, path.lstrip("/"))
-
-
-def read_text(path):
-    try:
-        with open(host_path(path), "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
-    except (IOError, OSError):
-        return None
 
 
 def running_kernel():

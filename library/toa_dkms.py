@@ -100,15 +100,10 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.toa_host import host_path
 from ansible.module_utils.toa_route import parse_dkms_status
 
-# Prefix for every absolute path read; unit tests point it at a tmp tree.
-ROOT = "/"
 LOG_LINES = 40
-
-
-def host_path(path):
-    return os.path.join(ROOT, path.lstrip("/"))
 
 
 def running_kernel():

@@ -146,6 +146,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.toa_host import host_path, init_comm, read_text, uname
 from ansible.module_utils.toa_route import (
     SEED_BASE_URL,
     STRATEGIES,
@@ -155,36 +156,6 @@ from ansible.module_utils.toa_route import (
     parse_dkms_status,
     select_route,
 )
-
-# Prefix for every absolute path read; unit tests point it at a tmp tree.
-ROOT = "/"
-
-
-def host_path(path):
-    return os.path.join(ROOT, path.lstrip("/"))
-
-
-def read_text(path, default=None):
-    try:
-        with open(host_path(path), "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
-    except (IOError, OSError):
-        return default
-
-
-def uname():
-    """(machine, kernel release); a function so tests can replace it."""
-    info = os.uname()
-    return info[4], info[2]
-
-
-def init_comm():
-    """Name of PID 1: /proc/1/comm, or "systemd" when systemd's runtime directory
-    exists (sd_booted(); PID 1 may be named "init" when booted via /sbin/init)."""
-    if os.path.isdir(host_path("/run/systemd/system")):
-        return "systemd"
-    return (read_text("/proc/1/comm", "") or "").strip()
-
 
 def module_key(name):
     # The kernel reports module names with underscores.

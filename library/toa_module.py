@@ -151,10 +151,10 @@ import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils import toa_host
+from ansible.module_utils.toa_host import host_path, init_comm, read_text, uname
 from ansible.module_utils.toa_route import identify_host
 
-# Prefix for every absolute path touched; unit tests point it at a tmp tree.
-ROOT = "/"
 
 HEADER = "# Managed by toa-fleet (Ansible): do not edit"
 RC_LOCAL_CREATED = "# Created by toa-fleet (Ansible) to load kernel modules at boot."
@@ -165,32 +165,6 @@ _PARAM_BAD_VALUE_RE = re.compile(r"[\s'\"\\`$#\x00]")
 _EXIT_RE = re.compile(r"^\s*exit(\s+0)?\s*(#.*)?$")
 _TRUE = ("1", "y", "Y")
 _FALSE = ("0", "n", "N")
-
-
-def host_path(path):
-    return os.path.join(ROOT, path.lstrip("/"))
-
-
-def read_text(path):
-    """Text of a host file, or None when it does not exist."""
-    try:
-        with open(host_path(path), "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
-    except (IOError, OSError):
-        return None
-
-
-def uname():
-    info = os.uname()
-    return info[4], info[2]
-
-
-def init_comm():
-    """Name of PID 1: /proc/1/comm, or "systemd" when systemd's runtime directory
-    exists (sd_booted(); PID 1 may be named "init" when booted via /sbin/init)."""
-    if os.path.isdir(host_path("/run/systemd/system")):
-        return "systemd"
-    return (read_text("/proc/1/comm") or "").strip()
 
 
 def module_key(name):
@@ -516,7 +490,7 @@ class Toa:
     def follow(self, path):
         """The host path a symbolic link points to (rc.local is one on EL7)."""
         real = os.path.realpath(host_path(path))
-        root = os.path.realpath(ROOT)
+        root = os.path.realpath(toa_host.ROOT)
         if root != "/" and real.startswith(root + os.sep):
             return real[len(root):]
         return real

@@ -4,6 +4,7 @@ import os
 
 import pytest
 import toa_boot
+import toa_host
 from conftest import fixture_text
 
 UUID = "5a1b2c3d-0000-4e5f-8a9b-0123456789ab"
@@ -18,7 +19,7 @@ DPKG_S = (
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    monkeypatch.setattr(toa_boot, "ROOT", str(tmp_path))
+    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
     # Not a TOA kernel, and not one of the releases in these tests.
     monkeypatch.setattr(toa_boot, "running_kernel", lambda: "6.1.0-18-amd64")
     (tmp_path / "boot").mkdir()

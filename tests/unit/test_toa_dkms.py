@@ -4,6 +4,7 @@ import os
 
 import pytest
 import toa_dkms
+import toa_host
 
 DKMS = "/usr/sbin/dkms"
 KERNEL = "6.1.0-18-amd64"
@@ -70,7 +71,7 @@ class FakeDkms:
 
 @pytest.fixture
 def fakehost(tmp_path, monkeypatch):
-    monkeypatch.setattr(toa_dkms, "ROOT", str(tmp_path))
+    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
     monkeypatch.setattr(toa_dkms, "running_kernel", lambda: KERNEL)
     os.makedirs(str(tmp_path / "usr/src/toa-1.0.0"))
     (tmp_path / "usr/src/toa-1.0.0/dkms.conf").write_text('PACKAGE_NAME="toa"\n')

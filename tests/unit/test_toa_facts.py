@@ -4,6 +4,7 @@ import os
 
 import pytest
 import toa_facts
+import toa_host
 from conftest import fixture_text, load_catalogue
 
 SHA = "b" * 64
@@ -23,7 +24,7 @@ def write(root, path, text, mode=None):
 @pytest.fixture
 def fakehost(tmp_path, monkeypatch):
     """A host tree: Debian 12 on x86_64, systemd, nothing TOA installed."""
-    monkeypatch.setattr(toa_facts, "ROOT", str(tmp_path))
+    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
     monkeypatch.setattr(toa_facts, "uname", lambda: ("x86_64", "6.1.0-18-amd64"))
     write(tmp_path, "/etc/os-release", fixture_text("os-release", "debian12"))
     write(tmp_path, "/proc/1/comm", "systemd\n")

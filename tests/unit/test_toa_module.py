@@ -5,6 +5,7 @@ import stat
 
 import pytest
 import toa_module
+import toa_host
 from conftest import fixture_text
 
 MODPROBE = "/usr/sbin/modprobe"
@@ -87,7 +88,7 @@ class Kernel:
 @pytest.fixture
 def fakehost(tmp_path, monkeypatch):
     """Debian 12, systemd, toa not loaded."""
-    monkeypatch.setattr(toa_module, "ROOT", str(tmp_path))
+    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
     monkeypatch.setattr(toa_module, "uname", lambda: ("x86_64", "6.1.0-18-amd64"))
     write(tmp_path, "/etc/os-release", fixture_text("os-release", "debian12"))
     write(tmp_path, "/proc/1/comm", "systemd\n")
