@@ -108,6 +108,10 @@ def log(msg):
 
 def run(cmd, **kw):
     kw.setdefault("check", True)
+    # stdout belongs to our own result (JSON from `up`, a path from `image`):
+    # what the commands print goes to stderr.
+    if not kw.get("capture_output") and "stdout" not in kw:
+        kw["stdout"] = sys.stderr
     return subprocess.run(cmd, **kw)
 
 
