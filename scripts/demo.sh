@@ -26,5 +26,5 @@ ansible-playbook -i inventories/local/toavm_guests.py playbooks/site.yml --limit
 echo
 echo "=== Proof: read-only verification, with a crafted TOA handshake on the guest"
 ansible-playbook -i inventories/local/toavm_guests.py playbooks/verify.yml --limit "$name" |
-	tee "$TOA_CACHE/demo-verify.log" | grep -E 'TOA probe|TOA .* loaded|PLAY RECAP|ok=|failed=' || true
+	tee "$TOA_CACHE/demo-verify.log" | grep -A1 "msg: '" | grep -v -e '^--' -e '^$' || true
 grep -q 'failed=0' "$TOA_CACHE/demo-verify.log"
