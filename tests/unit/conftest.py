@@ -43,6 +43,18 @@ for _file in sorted(glob.glob(os.path.join(ROOT, "module_utils", "*.py"))):
     setattr(ansible.module_utils, _name, _mod)
 
 
+def write(root, path, text, mode=None):
+    """Write a file of a fake host tree (path is absolute on the host)."""
+    full = os.path.join(str(root), path.lstrip("/"))
+    if not os.path.isdir(os.path.dirname(full)):
+        os.makedirs(os.path.dirname(full))
+    with open(full, "w") as handle:
+        handle.write(text)
+    if mode is not None:
+        os.chmod(full, mode)
+    return full
+
+
 def fixture_text(*parts):
     """Text of tests/unit/fixtures/<parts...>."""
     with open(os.path.join(FIXTURES, *parts)) as handle:

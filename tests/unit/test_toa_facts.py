@@ -5,20 +5,9 @@ import os
 import pytest
 import toa_facts
 import toa_host
-from conftest import fixture_text, load_catalogue
+from conftest import fixture_text, write, load_catalogue
 
 SHA = "b" * 64
-
-
-def write(root, path, text, mode=None):
-    full = os.path.join(str(root), path.lstrip("/"))
-    if not os.path.isdir(os.path.dirname(full)):
-        os.makedirs(os.path.dirname(full))
-    with open(full, "w") as handle:
-        handle.write(text)
-    if mode is not None:
-        os.chmod(full, mode)
-    return full
 
 
 @pytest.fixture

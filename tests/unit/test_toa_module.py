@@ -6,7 +6,7 @@ import stat
 import pytest
 import toa_module
 import toa_host
-from conftest import fixture_text
+from conftest import fixture_text, write
 
 MODPROBE = "/usr/sbin/modprobe"
 HEADER = "# Managed by toa-fleet (Ansible): do not edit"
@@ -21,17 +21,6 @@ DEBIAN8_RC_LOCAL = """#!/bin/sh -e
 
 exit 0
 """
-
-
-def write(root, path, text, mode=None):
-    full = os.path.join(str(root), path.lstrip("/"))
-    if not os.path.isdir(os.path.dirname(full)):
-        os.makedirs(os.path.dirname(full))
-    with open(full, "w") as handle:
-        handle.write(text)
-    if mode is not None:
-        os.chmod(full, mode)
-    return full
 
 
 def read(root, path):
