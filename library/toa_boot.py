@@ -193,20 +193,16 @@ def kernel_packages(module, releases):
     """Packages that own the given kernel releases' files, by dpkg or rpm."""
     if not releases:
         return []
-    dpkg_query = module.get_bin_path("dpkg-query")
-    if dpkg_query:
-        paths = []
-        for release in releases:
-            paths += ["/boot/vmlinuz-%s" % release, "/usr/src/linux-headers-%s" % release]
-        _rc, out, _err = module.run_command([dpkg_query, "-S"] + paths)
-        return parse_dpkg_owners(out)
-    rpm = module.get_bin_path("rpm")
-    if rpm:
-        paths = []
-        for release in releases:
-            paths += ["/boot/vmlinuz-%s" % release, "/usr/src/kernels/%s" % release]
-        _rc, out, _err = module.run_command([rpm, "-qf"] + paths)
-        return parse_rpm_owners(out)
+    # (tool, its "who owns this file" flag, where the headers live, output parser)
+    for tool, flag, headers, parse in (("dpkg-query", "-S", "/usr/src/linux-headers-%s", parse_dpkg_owners),
+                                       ("rpm", "-qf", "/usr/src/kernels/%s", parse_rpm_owners)):
+        path = module.get_bin_path(tool)
+        if path:
+            paths = []
+            for release in releases:
+                paths += ["/boot/vmlinuz-%s" % release, headers % release]
+            _rc, out, _err = module.run_command([path, flag] + paths)
+            return parse(out)
     module.fail_json(msg="neither dpkg-query nor rpm was found: cannot tell which packages own "
                          "the TOA kernels %s" % ", ".join(releases))
 

@@ -63,6 +63,12 @@ _DEBIAN_IDS = ("debian", "ubuntu", "linuxmint", "raspbian", "kali", "devuan")
 _REDHAT_RELEASE_RE = re.compile(
     r"^\s*(?P<name>.+?)\s+release\s+(?P<version>[0-9][0-9.]*)\s*(?:\((?P<codename>[^)]*)\))?")
 
+# Name at the start of /etc/redhat-release -> the os-release ID of that distribution.
+_REDHAT_RELEASE_IDS = (
+    ("centos", "centos"), ("red hat", "rhel"), ("rocky", "rocky"), ("almalinux", "almalinux"),
+    ("oracle", "ol"), ("scientific", "scientific"), ("fedora", "fedora"),
+)
+
 _ARCHES = {
     "amd64": "x86_64",
     "x86_64": "x86_64",
@@ -117,20 +123,10 @@ def parse_redhat_release(text):
             continue
         name = match.group("name").strip()
         lowered = name.lower()
-        if lowered.startswith("centos"):
-            ident = "centos"
-        elif lowered.startswith("red hat"):
-            ident = "rhel"
-        elif lowered.startswith("rocky"):
-            ident = "rocky"
-        elif lowered.startswith("almalinux"):
-            ident = "almalinux"
-        elif lowered.startswith("oracle"):
-            ident = "ol"
-        elif lowered.startswith("scientific"):
-            ident = "scientific"
-        elif lowered.startswith("fedora"):
-            ident = "fedora"
+        for prefix, known in _REDHAT_RELEASE_IDS:
+            if lowered.startswith(prefix):
+                ident = known
+                break
         else:
             ident = re.sub(r"[^a-z0-9]+", "", lowered.split()[0])
         version = match.group("version").rstrip(".")
