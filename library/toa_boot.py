@@ -7,23 +7,29 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-DOCUMENTATION = r'''
+DOCUMENTATION = r"""
 ---
 module: toa_boot
-short_description: Boot a distribution kernel instead of a TOA kernel; name the TOA kernel packages
+short_description: Choose the kernel a host boots next (once, or as the default); name the TOA kernel packages
 description:
-  - Lists the kernels in C(/boot) (C(vmlinuz-<release>)), picks I(release) or else the newest
-    kernel that is not a TOA build (a release with a C(toa) component, such as C(4.4.87.toa)),
-    and makes the bootloader start it.
-  - With C(grubby) (the RHEL family) it runs C(grubby --set-default /boot/vmlinuz-<release>)
-    unless that is the default already.
-  - Otherwise (Debian, Ubuntu) it finds the kernel's menu entry in C(/boot/grub/grub.cfg)
-    (inside the "Advanced options" submenu, as C(<submenu id>><entry id>)) and runs
-    C(grub-reboot) with it, so the next boot starts that kernel once. GRUB's stock
-    configuration honours this without C(GRUB_DEFAULT=saved); once the TOA kernel package
-    is removed, GRUB's first entry is a distribution kernel again. Nothing is run when
-    C(grub-editenv list) already shows that C(next_entry).
-  - Check mode reports the command that would run. Reboots nothing itself.
+  - Lists the kernels in C(/boot) (C(vmlinuz-<release>)) and picks I(release), or else the newest
+    kernel that is not a TOA build (a release with a C(toa) component, such as C(4.4.87.toa)).
+  - I(mode=once) boots I(release) at the next boot only and keeps the kernel that runs now as the
+    default, so a kernel that does not come up healthy is left behind by a power cycle.
+    I(mode=default) makes I(release) the default boot entry (after the new kernel was verified, or
+    to return to a distribution kernel before removing a TOA kernel).
+  - GRUB 2 on Debian and Ubuntu (C(/boot/grub/grub.cfg), C(grub-reboot), C(grub-set-default)):
+    the default must be GRUB's saved entry, so when C(GRUB_DEFAULT) (from C(/etc/default/grub) and
+    C(/etc/default/grub.d/*.cfg)) is not C(saved) the module writes
+    C(/etc/default/grub.d/99-toa-fleet.cfg) with C(GRUB_DEFAULT=saved) and regenerates
+    C(grub.cfg). Entries inside the "Advanced options" submenu are addressed as
+    C(<submenu id>><entry id>).
+  - The RHEL family (C(grubby)): I(mode=default) runs C(grubby --set-default); I(mode=once) sets the
+    running kernel as the default (installing a kernel rpm makes the new kernel the default) and
+    runs C(grub2-reboot) with the new kernel's entry. GRUB legacy (CentOS 6) has no one-time boot
+    here: the kernel becomes the default at once and the result says so (I(once=false)).
+  - Nothing is run when the bootloader already says what is asked. Check mode reports the commands
+    that would run. Reboots nothing itself.
   - Also returns the packages that own the TOA kernels that are not running (C(dpkg-query -S) or
     C(rpm -qf) on their C(/boot/vmlinuz-<release>) and headers directory), for removal.
 options:
@@ -31,6 +37,11 @@ options:
     description: Kernel release to boot; empty for the newest installed non-TOA kernel.
     type: str
     default: ""
+  mode:
+    description: C(once) (next boot only, the running kernel stays the default) or C(default).
+    type: str
+    choices: [once, default]
+    default: default
   boot:
     description: Set the boot entry (true), or only report kernels and packages (false).
     type: bool
@@ -40,19 +51,25 @@ notes:
   - Fails, saying what to install, when no non-TOA kernel is installed.
 author:
   - toa-fleet contributors
-'''
+"""
 
-EXAMPLES = r'''
-- name: Boot the newest distribution kernel next time
+EXAMPLES = r"""
+- name: Boot the TOA kernel once; the running kernel stays the default
   toa_boot:
+    release: 6.1.192-toa
+    mode: once
   register: boot
 
 - name: Reboot into it
   ansible.builtin.reboot:
     test_command: '[ "$(uname -r)" = {{ boot.release | quote }} ]'
-'''
 
-RETURN = r'''
+- name: After verification, make it the default
+  toa_boot:
+    release: 6.1.192-toa
+"""
+
+RETURN = r"""
 release:
   description: The kernel release the host will boot.
   returned: when I(boot=true)
@@ -70,14 +87,22 @@ toa_kernels:
   type: list
   elements: str
 bootloader:
-  description: C(grubby) or C(grub) (grub-reboot).
+  description: C(grubby) or C(grub).
   returned: when I(boot=true)
   type: str
 entry:
-  description: The GRUB menu entry passed to grub-reboot, or the kernel path passed to grubby.
+  description: The GRUB menu entry (or, with grubby, the kernel path) of I(release).
   returned: when I(boot=true)
   type: str
   sample: gnulinux-advanced-1c2e>gnulinux-4.4.0-210-generic-advanced-1c2e
+once:
+  description: True when I(release) boots once and I(default_release) stays the default.
+  returned: when I(boot=true)
+  type: bool
+default_release:
+  description: The kernel the host boots after the next boot (or a power cycle during it).
+  returned: when I(boot=true)
+  type: str
 packages:
   description: Packages owning the TOA kernels that are not running (none for the running one).
   returned: always
@@ -89,7 +114,7 @@ commands:
   returned: always
   type: list
   elements: list
-'''
+"""
 
 import os
 import re
@@ -137,7 +162,9 @@ def grub_entry(text, release):
     stack = []  # ids of the submenus we are in
     depth = 0
     submenu_depths = []
-    pattern = re.compile(r"(^|[-\s])%s($|[-\s])" % re.escape(release))
+    # GRUB's ids are "gnulinux-<release>-advanced-<uuid>" and titles end in the release;
+    # "6.1.192-toa" must not pick the entry of "6.1.192-toa-broken".
+    pattern = re.compile(r"(^|-)%s(-advanced-|-simple-|$)" % re.escape(release))
     for line in (text or "").splitlines():
         stripped = line.strip()
         match = _ENTRY_RE.match(line)
@@ -150,7 +177,7 @@ def grub_entry(text, release):
                 continue
             if "recovery" in ident or "recovery" in title.lower():
                 continue
-            if pattern.search(ident) or title.endswith(" " + release):
+            if pattern.search(ident) or title.endswith(" " + release) or title.endswith("(%s)" % release):
                 return ">".join(stack + [ident])
             continue
         if stripped.endswith("{"):
@@ -207,12 +234,76 @@ def kernel_packages(module, releases):
                          "the TOA kernels %s" % ", ".join(releases))
 
 
+GRUB_DROPIN = "/etc/default/grub.d/99-toa-fleet.cfg"
+GRUB_DROPIN_TEXT = ("# Written by the toa role (toa_boot): a new kernel boots once (grub-reboot) and\n"
+                    "# becomes the default (grub-set-default) only after it was verified.\n"
+                    "GRUB_DEFAULT=saved\n")
+
+_GRUB_DEFAULT_RE = re.compile(r"^\s*(?:export\s+)?GRUB_DEFAULT=([\"']?)(.*?)\1\s*(?:#.*)?$")
+
+
+def grub_default_setting(texts):
+    """The effective GRUB_DEFAULT of shell snippets sourced in order (the last one wins)."""
+    value = None
+    for text in texts:
+        for line in (text or "").splitlines():
+            match = _GRUB_DEFAULT_RE.match(line)
+            if match:
+                value = match.group(2)
+    return value
+
+
+def grub_default_files():
+    """/etc/default/grub, then /etc/default/grub.d/*.cfg in the order grub-mkconfig sources them."""
+    paths = ["/etc/default/grub"]
+    try:
+        names = sorted(os.listdir(host_path("/etc/default/grub.d")))
+    except OSError:
+        names = []
+    paths += ["/etc/default/grub.d/" + name for name in names if name.endswith(".cfg")]
+    return paths
+
+
+def parse_env(text):
+    """grub-editenv list output -> dict."""
+    env = {}
+    for line in (text or "").splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            env[key.strip()] = value.strip()
+    return env
+
+
+def parse_grubby_info(text):
+    """grubby --info output -> dict of its first entry (index, kernel, title, id ...)."""
+    info = {}
+    for line in (text or "").splitlines():
+        if "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip()
+        if key == "index" and "index" in info:
+            break  # a second entry starts
+        info[key] = value.strip().strip('"')
+    return info
+
+
 class Boot:
     def __init__(self, module):
         self.module = module
         self.check = module.check_mode
         self.commands = []
         self.changed = False
+
+    def fail(self, msg):
+        self.module.fail_json(msg=msg, commands=self.commands)
+
+    def tool(self, *names):
+        for name in names:
+            path = self.module.get_bin_path(name, opt_dirs=["/usr/sbin", "/sbin", "/usr/bin"])
+            if path:
+                return path
+        return None
 
     def run(self, argv, change=False):
         """Run a read-only query, or a change (recorded, and skipped in check mode)."""
@@ -223,60 +314,119 @@ class Boot:
                 return 0, "", ""
         rc, out, err = self.module.run_command(argv)
         if change and rc != 0:
-            self.module.fail_json(msg="%s failed (rc %d): %s" % (" ".join(argv), rc, (err or out).strip()),
-                                  commands=self.commands)
+            self.fail("%s failed (rc %d): %s" % (" ".join(argv), rc, (err or out).strip()))
         return rc, out, err
 
-    def with_grubby(self, grubby, release):
+    def editenv(self):
+        tool = self.tool("grub-editenv", "grub2-editenv")
+        if not tool:
+            return None, {}
+        rc, out, _err = self.run([tool, "list"])
+        return tool, (parse_env(out) if rc == 0 else {})
+
+    # -- RHEL family: grubby (+ grub2-reboot for a one-time boot) -----------------------------
+    def with_grubby(self, grubby, release, mode, running):
         path = "/boot/vmlinuz-%s" % release
         rc, out, _err = self.run([grubby, "--default-kernel"])
-        if rc != 0 or out.strip() != path:
-            self.run([grubby, "--set-default", path], change=True)
-        return "grubby", path
+        default = out.strip() if rc == 0 else ""
+        reboot_tool = self.tool("grub2-reboot", "grub-reboot")
+        if mode == "default" or release == running or not reboot_tool:
+            if default != path:
+                self.run([grubby, "--set-default", path], change=True)
+            once = False
+            default_release = release
+        else:
+            keep = "/boot/vmlinuz-%s" % running
+            if default != keep:
+                self.run([grubby, "--set-default", keep], change=True)
+            rc, out, _err = self.run([grubby, "--info", path])
+            info = parse_grubby_info(out) if rc == 0 else {}
+            target = info.get("id") or info.get("index")
+            if not target:
+                self.fail("grubby --info %s names no boot entry: is kernel %s installed with its "
+                          "boot entry? Reinstall its package and run again" % (path, release))
+            _tool, env = self.editenv()
+            if env.get("next_entry") != target:
+                self.run([reboot_tool, target], change=True)
+            once = True
+            default_release = running
+        return dict(bootloader="grubby", entry=path, once=once, default_release=default_release)
 
-    def with_grub(self, release):
-        cfg_path = None
-        text = None
+    # -- Debian and Ubuntu: GRUB 2 with a saved default -------------------------------------
+    def grub_cfg(self):
         for candidate in GRUB_CFGS:
             text = read_text(candidate)
             if text is not None:
-                cfg_path = candidate
-                break
-        if text is None:
-            self.module.fail_json(msg="neither grubby nor %s was found: cannot make the host boot "
-                                      "kernel %s; set it as the boot default yourself, reboot, and run "
-                                      "again" % (" nor ".join(GRUB_CFGS), release), commands=self.commands)
+                return candidate, text
+        self.fail("neither grubby nor %s was found: this role drives GRUB 2 and grubby only; set the "
+                  "boot default yourself, reboot, and run again" % " nor ".join(GRUB_CFGS))
+        return None, None
+
+    def grub_saved_default(self, cfg_path):
+        """Make GRUB_DEFAULT=saved effective (a drop-in file + a regenerated grub.cfg)."""
+        texts = [read_text(path, "") for path in grub_default_files()]
+        if grub_default_setting(texts) == "saved":
+            return False
+        self.commands.append(["write", GRUB_DROPIN, "GRUB_DEFAULT=saved"])
+        self.changed = True
+        if not self.check:
+            directory = host_path(os.path.dirname(GRUB_DROPIN))
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o755)
+            with open(host_path(GRUB_DROPIN), "w") as handle:
+                handle.write(GRUB_DROPIN_TEXT)
+        mkconfig = self.tool("update-grub", "update-grub2")
+        if mkconfig:
+            self.run([mkconfig], change=True)
+        else:
+            mkconfig = self.tool("grub-mkconfig", "grub2-mkconfig")
+            if not mkconfig:
+                self.fail("neither update-grub nor grub-mkconfig was found: cannot regenerate %s"
+                          % cfg_path)
+            self.run([mkconfig, "-o", cfg_path], change=True)
+        return True
+
+    def grub_entry_of(self, cfg_path, text, release):
         entry = grub_entry(text, release)
         if entry is None:
-            self.module.fail_json(msg="%s has no menu entry for kernel %s: run update-grub (or "
-                                      "grub-mkconfig -o %s) and try again" % (cfg_path, release, cfg_path),
-                                  commands=self.commands)
-        tool = None
-        for name in ("grub-reboot", "grub2-reboot"):
-            tool = self.module.get_bin_path(name, opt_dirs=["/usr/sbin", "/sbin"])
-            if tool:
-                break
-        if not tool:
-            self.module.fail_json(msg="grub-reboot was not found: install GRUB's tools (grub2-common)",
-                                  commands=self.commands)
-        editenv = self.module.get_bin_path("grub-editenv", opt_dirs=["/usr/bin", "/usr/sbin"]) or \
-            self.module.get_bin_path("grub2-editenv", opt_dirs=["/usr/bin", "/usr/sbin"])
-        current = None
-        if editenv:
-            rc, out, _err = self.run([editenv, "list"])
-            if rc == 0:
-                for line in out.splitlines():
-                    if line.startswith("next_entry="):
-                        current = line[len("next_entry="):].strip()
-        if current != entry:
-            self.run([tool, entry], change=True)
-        return "grub", entry
+            self.fail("%s has no menu entry for kernel %s: run update-grub (or grub-mkconfig -o %s) "
+                      "and try again" % (cfg_path, release, cfg_path))
+        return entry
+
+    def with_grub(self, release, mode, running):
+        cfg_path, text = self.grub_cfg()
+        entry = self.grub_entry_of(cfg_path, text, release)
+        set_default = self.tool("grub-set-default", "grub2-set-default")
+        reboot_tool = self.tool("grub-reboot", "grub2-reboot")
+        if not set_default or not reboot_tool:
+            self.fail("grub-set-default or grub-reboot was not found: install GRUB's tools "
+                      "(grub2-common)")
+        if self.grub_saved_default(cfg_path) and not self.check:
+            cfg_path, text = self.grub_cfg()
+            entry = self.grub_entry_of(cfg_path, text, release)
+        editenv, env = self.editenv()
+        if mode == "default" or release == running:
+            if env.get("saved_entry") != entry:
+                self.run([set_default, entry], change=True)
+            if env.get("next_entry") and env.get("next_entry") != entry and editenv:
+                self.run([editenv, "-", "unset", "next_entry"], change=True)
+            return dict(bootloader="grub", entry=entry, once=False, default_release=release)
+        keep = grub_entry(text, running)
+        if keep is None:
+            self.fail("%s has no menu entry for the running kernel %s, so it cannot stay the default "
+                      "while %s boots once: run update-grub and try again" % (cfg_path, running, release))
+        if env.get("saved_entry") != keep:
+            self.run([set_default, keep], change=True)
+        if env.get("next_entry") != entry:
+            self.run([reboot_tool, entry], change=True)
+        return dict(bootloader="grub", entry=entry, once=True, default_release=running)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             release=dict(type="str", default=""),
+            mode=dict(type="str", default="default", choices=["once", "default"]),
             boot=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -291,6 +441,7 @@ def main():
         module.exit_json(msg="TOA kernels: %s" % (", ".join(toa_kernels) or "none"), **result)
     boot = Boot(module)
     release = module.params["release"]
+    mode = module.params["mode"]
     if release:
         if release not in kernels:
             module.fail_json(msg="kernel %s is not installed (no /boot/vmlinuz-%s); installed: %s"
@@ -305,14 +456,20 @@ def main():
         release = others[0]
     grubby = module.get_bin_path("grubby", opt_dirs=["/usr/sbin", "/sbin"])
     if grubby:
-        bootloader, entry = boot.with_grubby(grubby, release)
+        plan = boot.with_grubby(grubby, release, mode, running)
     else:
-        bootloader, entry = boot.with_grub(release)
+        plan = boot.with_grub(release, mode, running)
     verb = "would make" if module.check_mode else "made"
-    msg = ("%s %s boot kernel %s" % (verb, bootloader, release)) if boot.changed else \
-        "%s already boots kernel %s" % (bootloader, release)
-    result.update(changed=boot.changed, release=release, bootloader=bootloader, entry=entry,
-                  commands=boot.commands, msg=msg)
+    if plan["once"]:
+        what = "boot kernel %s once (the default stays %s)" % (release, plan["default_release"])
+    else:
+        what = "boot kernel %s by default" % release
+    if mode == "once" and not plan["once"] and release != running:
+        what += "; this bootloader has no one-time boot here, so %s is the default at once" % release
+    msg = ("%s %s %s" % (verb, plan["bootloader"], what)) if boot.changed else \
+        "%s already set to %s" % (plan["bootloader"], what)
+    result.update(plan)
+    result.update(changed=boot.changed, release=release, commands=boot.commands, msg=msg)
     module.exit_json(**result)
 
 

@@ -17,6 +17,7 @@ Usage (run as root):
   toavm.py image GUEST            build the image if missing, print its path
   toavm.py up NAME --guest GUEST  start a guest, wait for SSH, print JSON state
   toavm.py ssh NAME [-- CMD...]   run a command (or a shell) in the guest
+  toavm.py reset NAME             power-cycle the guest (reset button), wait for SSH
   toavm.py copy-to NAME SRC DST   copy a file or directory into the guest
   toavm.py down NAME | --all      stop guests and remove their overlays
   toavm.py ls                     list running guests
@@ -536,6 +537,30 @@ def cmd_down(args):
 
 
 
+def cmd_reset(args):
+    """Power-cycle a guest (QEMU's system_reset, like the reset button) and wait for SSH again."""
+    st = load_state(args.name)
+    sock = os.path.join(state_dir(args.name), "monitor.sock")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(10)
+    conn.connect(sock)
+    conn.sendall(b"system_reset\n")
+    time.sleep(1)
+    conn.close()
+    log("reset %s (power cycle)" % args.name)
+    if args.wait <= 0:
+        return
+    deadline = time.time() + args.wait
+    time.sleep(5)
+    while time.time() < deadline:
+        if ssh_ok(st):
+            log("guest %s answers SSH again" % args.name)
+            return
+        time.sleep(3)
+    raise SystemExit("toavm: guest %r did not answer SSH within %d s of the reset; console: %s"
+                     % (args.name, args.wait, os.path.join(state_dir(args.name), "console.log")))
+
+
 def cmd_ls(args):
     if not os.path.isdir(RUN):
         return
@@ -582,6 +607,10 @@ def main():
     p.add_argument("--all", action="store_true")
     p.add_argument("--prefix", help="stop every guest whose name starts with PREFIX")
     p.set_defaults(func=cmd_down)
+    p = sub.add_parser("reset", help="power-cycle a guest and wait for SSH")
+    p.add_argument("name")
+    p.add_argument("--wait", type=int, default=600, help="seconds to wait for SSH (0: do not wait)")
+    p.set_defaults(func=cmd_reset)
     p = sub.add_parser("ls")
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("guests")

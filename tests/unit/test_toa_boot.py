@@ -46,6 +46,18 @@ def test_grub_entry_in_the_advanced_submenu():
     assert toa_boot.grub_entry(cfg, "5.4.0-1-generic") is None
 
 
+def test_grub_entry_does_not_take_a_longer_release_with_the_same_start():
+    cfg = "\n".join(
+        "submenu 'Advanced' $menuentry_id_option 'gnulinux-advanced-U' {" if i == 0 else
+        "\tmenuentry 'Debian GNU/Linux, with Linux %s' --class os $menuentry_id_option "
+        "'gnulinux-%s-advanced-U' {\n\t}" % (r, r)
+        for i, r in enumerate(["", "6.1.192-toa-broken", "6.1.192-toa", "6.1.0-56-amd64"])) + "\n}\n"
+    assert toa_boot.grub_entry(cfg, "6.1.192-toa") == "gnulinux-advanced-U>gnulinux-6.1.192-toa-advanced-U"
+    assert toa_boot.grub_entry(cfg, "6.1.192-toa-broken") == (
+        "gnulinux-advanced-U>gnulinux-6.1.192-toa-broken-advanced-U")
+    assert toa_boot.grub_entry(cfg, "6.1.192") is None
+
+
 def test_grub_entry_at_top_level_without_ids():
     cfg = ("menuentry 'CentOS Linux (3.10.0-1160.el7.x86_64) 7 (Core)' --class centos {\n"
            "  linux16 /vmlinuz-3.10.0-1160.el7.x86_64\n}\n"
@@ -53,33 +65,151 @@ def test_grub_entry_at_top_level_without_ids():
     assert toa_boot.grub_entry(cfg, "6.1.0-18-amd64") == "d-6.1.0-18-amd64"
 
 
-def test_grub_reboot_into_the_newest_distribution_kernel(root, run_module, fake_commands):
-    kernels(root, "4.4.87.toa", "4.4.0-210-generic", "4.4.0-21-generic")
+def grub_host(root, default_text="GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\n"):
     (root / "boot" / "grub").mkdir()
     (root / "boot" / "grub" / "grub.cfg").write_text(fixture_text("grub-ubuntu1604-toa.cfg"))
-    fake_commands.add(["grub-editenv", "list"], out="saved_entry=0\n")
-    result = run_module(toa_boot, {}, bins={"grubby": None, "grub2-reboot": None})
-    entry = SUBMENU + ">gnulinux-4.4.0-210-generic-advanced-" + UUID
-    assert result["changed"] and not result.get("failed"), result
-    assert result["release"] == "4.4.0-210-generic"
-    assert result["kernels"] == ["4.4.87.toa", "4.4.0-210-generic", "4.4.0-21-generic"]
-    assert result["toa_kernels"] == ["4.4.87.toa"]
-    assert (result["bootloader"], result["entry"]) == ("grub", entry)
-    assert result["commands"] == [["/usr/sbin/grub-reboot", entry]]
-    assert fake_commands.ran(["grub-reboot", entry])
+    (root / "etc" / "default" / "grub.d").mkdir(parents=True)
+    (root / "etc" / "default" / "grub").write_text(default_text)
 
 
-def test_grub_reboot_already_set_changes_nothing(root, run_module, fake_commands):
+def entry_of(release):
+    return SUBMENU + ">gnulinux-%s-advanced-%s" % (release, UUID)
+
+
+def test_effective_grub_default_is_the_last_assignment():
+    assert toa_boot.grub_default_setting(["GRUB_DEFAULT=0\n", "# GRUB_DEFAULT=saved\n"]) == "0"
+    assert toa_boot.grub_default_setting(["GRUB_DEFAULT=0\n", "export GRUB_DEFAULT=\"saved\"  # ok\n"]) == "saved"
+    assert toa_boot.grub_default_setting(["GRUB_DEFAULT='Advanced options>x'\n"]) == "Advanced options>x"
+    assert toa_boot.grub_default_setting(["GRUB_TIMEOUT=5\n"]) is None
+
+
+def test_drop_ins_are_read_in_grub_mkconfig_order(root):
+    grub_host(root)
+    for name in ("init-select.cfg", "50-cloudimg.cfg", "notes.txt"):
+        (root / "etc" / "default" / "grub.d" / name).write_text("")
+    assert toa_boot.grub_default_files() == [
+        "/etc/default/grub", "/etc/default/grub.d/50-cloudimg.cfg", "/etc/default/grub.d/init-select.cfg"]
+
+
+def test_boot_once_keeps_the_running_kernel_as_the_saved_default(root, run_module, fake_commands, monkeypatch):
     kernels(root, "4.4.87.toa", "4.4.0-210-generic")
-    (root / "boot" / "grub").mkdir()
-    (root / "boot" / "grub" / "grub.cfg").write_text(fixture_text("grub-ubuntu1604-toa.cfg"))
-    entry = SUBMENU + ">gnulinux-4.4.0-210-generic-advanced-" + UUID
-    fake_commands.add(["grub-editenv", "list"], out="next_entry=%s\n" % entry)
+    grub_host(root)
+    monkeypatch.setattr(toa_boot, "running_kernel", lambda: "4.4.0-210-generic")
+    fake_commands.add(["grub-editenv", "list"], out="")
+    fake_commands.add(["dpkg-query", "-S"], prefix=True, out=DPKG_S)
+    fake_commands.add(["update-grub"])
+    fake_commands.add(["grub-set-default"], prefix=True)
+    fake_commands.add(["grub-reboot"], prefix=True)
+    fake_commands.strict = True
+    result = run_module(toa_boot, {"release": "4.4.87.toa", "mode": "once"}, bins={"grubby": None})
+    assert result["changed"] and not result.get("failed"), result
+    assert (result["once"], result["default_release"]) == (True, "4.4.0-210-generic")
+    assert result["commands"] == [
+        ["write", "/etc/default/grub.d/99-toa-fleet.cfg", "GRUB_DEFAULT=saved"],
+        ["/usr/sbin/update-grub"],
+        ["/usr/sbin/grub-set-default", entry_of("4.4.0-210-generic")],
+        ["/usr/sbin/grub-reboot", entry_of("4.4.87.toa")]]
+    dropin = (root / "etc" / "default" / "grub.d" / "99-toa-fleet.cfg").read_text()
+    assert "GRUB_DEFAULT=saved" in dropin.splitlines()
+    assert "once (the default stays 4.4.0-210-generic)" in result["msg"]
+
+
+def test_boot_once_already_planned_changes_nothing(root, run_module, fake_commands, monkeypatch):
+    kernels(root, "4.4.87.toa", "4.4.0-210-generic")
+    grub_host(root, "GRUB_DEFAULT=saved\n")
+    monkeypatch.setattr(toa_boot, "running_kernel", lambda: "4.4.0-210-generic")
+    fake_commands.add(["grub-editenv", "list"], out="saved_entry=%s\nnext_entry=%s\n"
+                      % (entry_of("4.4.0-210-generic"), entry_of("4.4.87.toa")))
     fake_commands.add(["dpkg-query", "-S"], prefix=True, out=DPKG_S)
     fake_commands.strict = True
-    result = run_module(toa_boot, {}, bins={"grubby": None})
+    result = run_module(toa_boot, {"release": "4.4.87.toa", "mode": "once"}, bins={"grubby": None})
     assert not result["changed"], result
     assert result["commands"] == []
+    assert not (root / "etc" / "default" / "grub.d" / "99-toa-fleet.cfg").exists()
+
+
+def test_verified_kernel_becomes_the_saved_default(root, run_module, fake_commands, monkeypatch):
+    kernels(root, "4.4.87.toa", "4.4.0-210-generic")
+    grub_host(root)
+    (root / "etc" / "default" / "grub.d" / "99-toa-fleet.cfg").write_text(toa_boot.GRUB_DROPIN_TEXT)
+    monkeypatch.setattr(toa_boot, "running_kernel", lambda: "4.4.87.toa")
+    fake_commands.add(["grub-editenv", "list"], out="saved_entry=%s\n" % entry_of("4.4.0-210-generic"))
+    fake_commands.add(["grub-set-default"], prefix=True)
+    fake_commands.strict = True
+    result = run_module(toa_boot, {"release": "4.4.87.toa"}, bins={"grubby": None})
+    assert result["commands"] == [["/usr/sbin/grub-set-default", entry_of("4.4.87.toa")]], result
+    assert (result["once"], result["default_release"]) == (False, "4.4.87.toa")
+    fake_commands.add(["grub-editenv", "list"], out="saved_entry=%s\n" % entry_of("4.4.87.toa"))
+    again = run_module(toa_boot, {"release": "4.4.87.toa"}, bins={"grubby": None})
+    assert not again["changed"] and again["commands"] == []
+
+
+def test_removal_makes_the_newest_distribution_kernel_the_default(root, run_module, fake_commands, monkeypatch):
+    kernels(root, "4.4.87.toa", "4.4.0-210-generic", "4.4.0-21-generic")
+    grub_host(root, "GRUB_DEFAULT=saved\n")
+    monkeypatch.setattr(toa_boot, "running_kernel", lambda: "4.4.87.toa")
+    fake_commands.add(["grub-editenv", "list"],
+                      out="saved_entry=%s\nnext_entry=%s\n" % (entry_of("4.4.87.toa"), entry_of("4.4.87.toa")))
+    result = run_module(toa_boot, {}, bins={"grubby": None, "grub2-reboot": None})
+    assert result["release"] == "4.4.0-210-generic"
+    assert result["toa_kernels"] == ["4.4.87.toa"]
+    assert result["commands"] == [["/usr/sbin/grub-set-default", entry_of("4.4.0-210-generic")],
+                                  ["/usr/sbin/grub-editenv", "-", "unset", "next_entry"]]
+
+
+def test_boot_once_in_check_mode_writes_nothing(root, run_module, fake_commands, monkeypatch):
+    kernels(root, "4.4.87.toa", "4.4.0-210-generic")
+    grub_host(root)
+    monkeypatch.setattr(toa_boot, "running_kernel", lambda: "4.4.0-210-generic")
+    fake_commands.add(["grub-editenv", "list"], out="")
+    fake_commands.add(["dpkg-query", "-S"], prefix=True, out=DPKG_S)
+    fake_commands.strict = True  # only read-only queries may run
+    result = run_module(toa_boot, {"release": "4.4.87.toa", "mode": "once"}, check_mode=True,
+                        bins={"grubby": None})
+    assert result["changed"] and len(result["commands"]) == 4
+    assert result["msg"].startswith("would make grub boot kernel 4.4.87.toa once")
+    assert not (root / "etc" / "default" / "grub.d" / "99-toa-fleet.cfg").exists()
+
+
+def test_grubby_boot_once_restores_the_running_default_then_grub2_reboot(root, run_module, fake_commands,
+                                                                        monkeypatch):
+    kernels(root, "3.10.0-693.el7.centos.toa", "3.10.0-1160.el7.x86_64")
+    monkeypatch.setattr(toa_boot, "running_kernel", lambda: "3.10.0-1160.el7.x86_64")
+    # Installing the kernel rpm made it the default (UPDATEDEFAULT=yes).
+    fake_commands.add(["grubby", "--default-kernel"], out="/boot/vmlinuz-3.10.0-693.el7.centos.toa\n")
+    fake_commands.add(["grubby", "--info", "/boot/vmlinuz-3.10.0-693.el7.centos.toa"],
+                      out='index=0\nkernel=/boot/vmlinuz-3.10.0-693.el7.centos.toa\n'
+                          'title="CentOS Linux (3.10.0-693.el7.centos.toa) 7 (Core)"\n')
+    fake_commands.add(["grub2-editenv", "list"], out="saved_entry=CentOS Linux (3.10.0-1160.el7.x86_64) 7\n")
+    fake_commands.add(["grubby", "--set-default"], prefix=True)
+    fake_commands.add(["grub2-reboot"], prefix=True)
+    fake_commands.add(["rpm", "-qf"], prefix=True, out="kernel-3.10.0-693.el7.centos.toa.x86_64\n")
+    fake_commands.strict = True
+    result = run_module(toa_boot, {"release": "3.10.0-693.el7.centos.toa", "mode": "once"},
+                        bins={"dpkg-query": None, "grub-reboot": None, "grub-editenv": None})
+    assert result["commands"] == [["/usr/sbin/grubby", "--set-default", "/boot/vmlinuz-3.10.0-1160.el7.x86_64"],
+                                  ["/usr/sbin/grub2-reboot", "0"]], result
+    assert (result["once"], result["default_release"]) == (True, "3.10.0-1160.el7.x86_64")
+
+
+def test_grubby_prefers_the_bls_id_for_grub2_reboot():
+    info = toa_boot.parse_grubby_info('index=2\nkernel="/boot/vmlinuz-5.14.0-362.toa"\n'
+                                      'id="3f2c-5.14.0-362.toa"\nindex=3\nkernel="/boot/x"\n')
+    assert info == {"index": "2", "kernel": "/boot/vmlinuz-5.14.0-362.toa", "id": "3f2c-5.14.0-362.toa"}
+
+
+def test_grub_legacy_has_no_boot_once_and_says_so(root, run_module, fake_commands, monkeypatch):
+    kernels(root, "2.6.32-754.toa", "2.6.32-754.el6.x86_64")
+    monkeypatch.setattr(toa_boot, "running_kernel", lambda: "2.6.32-754.el6.x86_64")
+    fake_commands.add(["grubby", "--default-kernel"], out="/boot/vmlinuz-2.6.32-754.el6.x86_64\n")
+    fake_commands.add(["grubby", "--set-default"], prefix=True)
+    fake_commands.add(["rpm", "-qf"], prefix=True, out="kernel-2.6.32-754.toa.x86_64\n")
+    fake_commands.strict = True
+    result = run_module(toa_boot, {"release": "2.6.32-754.toa", "mode": "once"},
+                        bins={"dpkg-query": None, "grub-reboot": None, "grub2-reboot": None})
+    assert result["commands"] == [["/usr/sbin/grubby", "--set-default", "/boot/vmlinuz-2.6.32-754.toa"]]
+    assert result["once"] is False and result["default_release"] == "2.6.32-754.toa"
+    assert "no one-time boot here" in result["msg"]
 
 
 def test_check_mode_runs_no_change(root, run_module, fake_commands):
@@ -91,7 +221,7 @@ def test_check_mode_runs_no_change(root, run_module, fake_commands):
     assert result["changed"]
     assert result["bootloader"] == "grubby"
     assert result["commands"] == [["/usr/sbin/grubby", "--set-default", "/boot/vmlinuz-3.10.0-1160.el7.x86_64"]]
-    assert result["msg"].startswith("would make grubby boot kernel 3.10.0-1160.el7.x86_64")
+    assert result["msg"].startswith("would make grubby boot kernel 3.10.0-1160.el7.x86_64 by default")
 
 
 def test_grubby_set_default_and_idempotence(root, run_module, fake_commands):
@@ -121,7 +251,7 @@ def test_explicit_release_must_be_installed(root, run_module):
 
 def test_missing_grub_entry_says_to_regenerate(root, run_module):
     kernels(root, "4.4.87.toa", "4.4.0-210-generic")
-    (root / "boot" / "grub").mkdir()
+    grub_host(root)
     (root / "boot" / "grub" / "grub.cfg").write_text("menuentry 'x' --id 'y' {\n}\n")
     result = run_module(toa_boot, {}, bins={"grubby": None})
     assert result["failed"]
