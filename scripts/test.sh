@@ -6,6 +6,8 @@
 #   scripts/test.sh --no-vm         skip the VM scenarios (quick local loop)
 #   TOA_SCENARIOS="default ubuntu1604" scripts/test.sh   choose scenarios
 #   scripts/test.sh --all-guests    every guest scenario (long; see README)
+#   scripts/test.sh --kernel        also the kernel route (builds a TOA kernel
+#                                   once: ~70 min cold, cached after; see README)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -14,10 +16,12 @@ cd "$here"
 
 vm=1
 scenarios=${TOA_SCENARIOS:-"default ubuntu1604"}
+extra_scenarios=""
 for a in "$@"; do
 	case $a in
 	--no-vm) vm=0 ;;
 	--all-guests) scenarios="default ubuntu1604 debian11 debian13 ubuntu1804 ubuntu2004 ubuntu2204 ubuntu2404" ;;
+	--kernel) extra_scenarios="kernel" ;;
 	*) echo "test.sh: unknown option $a (see the header of $0)" >&2; exit 2 ;;
 	esac
 done
@@ -61,7 +65,7 @@ stage "kernel module: compile matrix (amd64 + arm64 cross)"
 bash tests/kmod/build.sh
 
 if [ "$vm" = 1 ]; then
-	for s in $scenarios; do
+	for s in $scenarios $extra_scenarios; do
 		if [ "$s" = ubuntu1604 ] || [ "$s" = ubuntu1804 ]; then
 			# The legacy fleet (Python 2.7 / 3.6 targets) is managed by ansible-core 2.16.
 			stage "molecule scenario: $s (legacy ansible-core 2.16)"
