@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The bare-minimum TOA install that the role's first converge (module route)
+# is compared with, over ONE ssh connection:
+#   bench/baseline.sh PORT KEY [HOST] [USER]
+# Installs the running kernel's headers and a compiler, builds toa.ko from
+# roles/toa/files/toa-src, installs it under /lib/modules, loads it with the
+# role's default parameters and writes the autoload files the role writes
+# (/etc/modules-load.d/toa.conf, /etc/modprobe.d/toa.conf). No DKMS, no
+# verification, no idempotence: it is a stopwatch baseline, not an installer.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+	echo "usage: $0 PORT KEY [HOST] [USER]   (the SSH port and key toavm.py up printed)" >&2
+	exit 2
+fi
+port=$1 key=$2 host=${3:-127.0.0.1} user=${4:-root}
+here=$(cd "$(dirname "$0")" && pwd)
+src="$here/../roles/toa/files/toa-src"
+[ -f "$src/Kbuild" ] || { echo "$0: no module source at $src" >&2; exit 2; }
+
+# The remote script carries the source as base64 in a here-document, so the
+# whole install is one ssh session reading one stream.
+remote() {
+	cat <<'EOS'
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+rel=$(uname -r)
+mkdir -p /root/toa-baseline
+base64 -d <<'TGZ' | tar -C /root/toa-baseline -xzf -
+EOS
+	tar -C "$src" -czf - Kbuild Makefile dkms.conf ./*.c ./*.h | base64
+	cat <<'EOS'
+TGZ
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "linux-headers-$rel" gcc make libc6-dev >/root/toa-baseline/apt.log 2>&1 ||
+	{ tail -20 /root/toa-baseline/apt.log; exit 1; }
+make -C "/lib/modules/$rel/build" M=/root/toa-baseline modules >/root/toa-baseline/build.log 2>&1 ||
+	{ tail -20 /root/toa-baseline/build.log; exit 1; }
+install -D -m 0644 /root/toa-baseline/toa.ko "/lib/modules/$rel/updates/toa.ko"
+depmod "$rel"
+echo 'options toa ipv4_kinds=200 ipv6_kinds=253,254 trusted_cidrs=' >/etc/modprobe.d/toa.conf
+echo toa >/etc/modules-load.d/toa.conf
+modprobe toa
+grep -q '^toa ' /proc/modules
+echo "baseline: toa loaded on $rel"
+EOS
+}
+
+remote | ssh -T -p "$port" -i "$key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+	-o LogLevel=ERROR -o ConnectTimeout=60 "$user@$host" bash -s

@@ -1,0 +1,488 @@
+#!/usr/bin/env python3
+"""Benchmarks of the toa role and of TOA itself, each against its baseline in one run.
+
+  python3 bench/bench.py [--reps 3] [--guest debian12] [--only first,hook,scale]
+
+On fresh test-bed guests (scripts/toavm.py; a fresh guest is `down` + `up`, so
+the base image's overlay is thrown away) it measures:
+
+first     the role's first converge (playbooks/site.yml, toa_strategy=module)
+          against bench/baseline.sh (headers, build, load, autoload file over
+          one ssh connection), alternating which goes first, --reps times each;
+          after every converge the rerun (time, changed=) and the reboots
+          (/proc/sys/kernel/random/boot_id before the first run and after the rerun)
+scale     playbooks/verify.yml over 1, 10 and 100 inventory aliases of one
+          guest (distinct names, same address, port and key)
+hook      accept + getpeername() rates on loopback with TOA unloaded and loaded,
+          and proxied handshakes with a TOA option on every connection
+          (tests/kmod/vm_toa_test.py --bench, in the guest)
+
+Prints a table (min / median / max over the runs, the ratio of medians to the
+baseline and the target) and writes results.json, results.md and every log to
+$TOA_CACHE/bench/<UTC time>/.  It asserts nothing about time: a missed target
+is a row in the table, not a failure.  At most one guest of its own runs at a
+time, and it is always taken down at the end.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOAVM = os.path.join(ROOT, 'scripts', 'toavm.py')
+BASELINE = os.path.join(ROOT, 'bench', 'baseline.sh')
+VM_TEST = os.path.join(ROOT, 'tests', 'kmod', 'vm_toa_test.py')
+SSH_ARGS = '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
+PARTS = ('first', 'scale', 'hook')
+
+# (key, label, unit, target ratio, 'max' if the ratio must stay at or below the
+# target, 'min' if at or above it)
+TARGETS = {
+    'first': (1.3, 'max'),
+    'rerun': (0.15, 'max'),
+    'hook_conn': (0.97, 'min'),
+    'hook_toa': (0.97, 'min'),
+    'scale100': (3.0, 'max'),
+}
+
+
+# --------------------------------------------------------------------------
+# pure logic (unit-tested in tests/unit/test_bench.py)
+
+def summarize(values):
+    """min / median / max / n of a list of numbers; None for an empty list."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None
+    return {'min': min(vals), 'median': statistics.median(vals), 'max': max(vals), 'n': len(vals)}
+
+
+def ratio(value, base):
+    """value / base on the medians of two summaries; None when either is missing."""
+    if not value or not base or not base['median']:
+        return None
+    return value['median'] / base['median']
+
+
+def verdict(value, target):
+    """'yes' / 'no' for a ratio against a (limit, 'max'|'min') target, '-' without one."""
+    if value is None or target is None:
+        return '-'
+    limit, how = target
+    if how == 'max':
+        return 'yes' if value <= limit else 'no'
+    return 'yes' if value >= limit else 'no'
+
+
+def parse_recap(output):
+    """PLAY RECAP counters per host: {'host': {'ok': 3, 'changed': 0, ...}}."""
+    recap = {}
+    seen = False
+    for line in output.splitlines():
+        if line.startswith('PLAY RECAP'):
+            seen = True
+            continue
+        if not seen:
+            continue
+        m = re.match(r'^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$', line.strip())
+        if m:
+            recap[m.group(1)] = {k: int(v) for k, v in re.findall(r'(\w+)=(\d+)', m.group(2))}
+    return recap
+
+
+def parse_measures(output):
+    """vm_toa_test.py --bench lines -> {'conn/s without': [runs...], ...}."""
+    out = {}
+    for line in output.splitlines():
+        m = re.match(r'^MEASURE bench (.+?)\s+median [\d.]+\s+\(runs: ([\d., ]*)\)\s*$', line)
+        if m:
+            out[m.group(1)] = [float(x) for x in m.group(2).split(',') if x.strip()]
+    return out
+
+
+def alias_inventory(state, count, prefix):
+    """Inventory (dict, YAML/JSON-ready) of @count distinct names for one guest."""
+    if count < 1:
+        raise ValueError('alias count must be at least 1, got %d' % count)
+    host = {
+        'ansible_host': '127.0.0.1',
+        'ansible_port': state['port'],
+        'ansible_user': 'root',
+        'ansible_ssh_private_key_file': state['key'],
+        'ansible_ssh_common_args': SSH_ARGS,
+        'ansible_python_interpreter': state.get('python', '/usr/bin/python3'),
+    }
+    width = len(str(count))
+    hosts = {'%s%0*d' % (prefix, width, i): dict(host) for i in range(1, count + 1)}
+    return {'all': {'hosts': hosts}}
+
+
+def build_rows(res):
+    """Table rows from the raw results: (figure, runs summary, baseline summary,
+    ratio, target, met, note)."""
+    rows = []
+
+    def row(figure, unit, value, base, key, note=''):
+        target = TARGETS.get(key)
+        r = ratio(value, base)
+        rows.append({'figure': figure, 'unit': unit, 'value': value, 'baseline': base,
+                     'ratio': r, 'target': target, 'met': verdict(r, target), 'note': note})
+
+    first = res.get('first', {})
+    base = summarize(first.get('baseline_s', []))
+    role = summarize(first.get('role_s', []))
+    if base or role:
+        row('first converge: baseline.sh', 's', base, None, None)
+        row('first converge: role (module route)', 's', role, base, 'first')
+    rerun = summarize(first.get('rerun_s', []))
+    if rerun:
+        changed = first.get('rerun_changed', [])
+        row('rerun: role', 's', rerun, role, 'rerun',
+            'changed=%s' % ','.join(str(c) for c in changed))
+    reboots = first.get('reboots', [])
+    if reboots:
+        row('reboots per host (module route)', 'count', summarize(reboots), None, None,
+            'target 0; package/kernel routes: 1 by the role\'s logic, not measured here')
+    hook = res.get('hook', {})
+    if hook:
+        without = summarize(hook.get('conn/s without', []))
+        row('hook: loopback accept+getpeername, TOA unloaded', 'conn/s', without, None, None)
+        row('hook: same, TOA loaded', 'conn/s', summarize(hook.get('conn/s with', [])),
+            without, 'hook_conn')
+        tun_without = summarize(hook.get('TUN conn/s without', []))
+        row('hook: proxied handshake, TOA unloaded', 'conn/s', tun_without, None, None)
+        row('hook: proxied handshake, TOA loaded, no option', 'conn/s',
+            summarize(hook.get('TUN conn/s with', [])), tun_without, None)
+        row('hook: proxied handshake, TOA option on every one', 'conn/s',
+            summarize(hook.get('TUN conn/s TOA with', [])), tun_without, 'hook_toa')
+        gp_without = summarize(hook.get('getpeername/s plain without', []))
+        row('hook: getpeername() loop, TOA unloaded', 'calls/s', gp_without, None, None)
+        row('hook: getpeername() loop, TOA loaded', 'calls/s',
+            summarize(hook.get('getpeername/s plain with', [])), gp_without, None)
+        row('hook: getpeername() loop on a TOA socket', 'calls/s',
+            summarize(hook.get('getpeername/s TOA socket with', [])), gp_without, None)
+    scale = res.get('scale', {})
+    one = summarize(scale.get('1', []))
+    for count in sorted(scale, key=int):
+        s = summarize(scale[count])
+        row('verify.yml over %s alias%s' % (count, '' if count == '1' else 'es'), 's', s,
+            None if count == '1' else one, 'scale100' if count == '100' else None,
+            'forks %s' % res.get('config', {}).get('forks_for', {}).get(count, '?'))
+    return rows
+
+
+def _num(v):
+    if v is None:
+        return '-'
+    if v >= 100:
+        return '%.0f' % v
+    return '%.1f' % v if v >= 10 else '%.2f' % v
+
+
+def render_markdown(rows):
+    """The results table as Markdown."""
+    lines = ['| figure | unit | n | min | median | max | ratio to baseline | target | met | note |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        v = r['value'] or {}
+        target = '-'
+        if r['target']:
+            target = ('<= %g' if r['target'][1] == 'max' else '>= %g') % r['target'][0]
+        lines.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            r['figure'], r['unit'], v.get('n', 0), _num(v.get('min')), _num(v.get('median')),
+            _num(v.get('max')), '-' if r['ratio'] is None else '%.3f' % r['ratio'], target,
+            r['met'], r['note']))
+    return '\n'.join(lines) + '\n'
+
+
+# --------------------------------------------------------------------------
+# the run
+
+class Bench:
+    def __init__(self, args, outdir):
+        self.a = args
+        self.out = outdir
+        self.res = {'config': {'reps': args.reps, 'scale_reps': args.scale_reps,
+                               'guest': args.guest, 'aliases': args.aliases,
+                               'forks': args.forks, 'hook_reps': args.hook_reps,
+                               'rate_n': args.rate_n, 'forks_for': {}},
+                    'first': {'baseline_s': [], 'role_s': [], 'rerun_s': [], 'rerun_changed': [],
+                              'reboots': [], 'boots_s': []},
+                    'errors': []}
+        self.guest = args.use_running or args.prefix + 'g'
+        self.state = None
+        if args.use_running:
+            path = os.path.join(args.cache, 'run', args.use_running, 'state.json')
+            if not os.path.exists(path):
+                sys.exit('bench: no running guest %s (no %s): start it with scripts/toavm.py up'
+                         % (args.use_running, path))
+            with open(path) as f:
+                self.state = json.load(f)
+        self.nlog = 0
+
+    def log(self, msg):
+        print('[%s] %s' % (time.strftime('%H:%M:%S'), msg), flush=True)
+
+    def run(self, argv, tag, timeout=3600, env=None, stdin=None):
+        """Run a command, keep its output in a log file; return (rc, output, seconds)."""
+        self.nlog += 1
+        path = os.path.join(self.out, '%02d-%s.log' % (self.nlog, tag))
+        t0 = time.monotonic()
+        try:
+            p = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, timeout=timeout, env=env, input=stdin)
+            rc, text = p.returncode, p.stdout
+        except subprocess.TimeoutExpired as exc:
+            text = exc.stdout or ''
+            if isinstance(text, bytes):
+                text = text.decode('utf-8', 'replace')
+            rc, text = 124, text + '\n[bench] timed out after %d s\n' % timeout
+        secs = time.monotonic() - t0
+        with open(path, 'w') as f:
+            f.write('$ %s\n%s\n[bench] rc=%d in %.1f s\n' % (shlex.join(argv), text, rc, secs))
+        return rc, text, secs
+
+    def error(self, what, text):
+        tail = '\n'.join(text.strip().splitlines()[-15:])
+        self.res['errors'].append('%s: %s' % (what, tail))
+        self.log('ERROR %s (see the logs in %s)\n%s' % (what, self.out, tail))
+
+    # guests ------------------------------------------------------------------
+    def down(self):
+        self.run([sys.executable, TOAVM, 'down', self.guest], 'down', timeout=300)
+        self.state = None
+
+    def fresh_guest(self):
+        self.down()
+        rc, text, secs = self.run([sys.executable, TOAVM, 'up', self.guest, '--guest',
+                                   self.a.guest, '--smp', str(self.a.smp)], 'up', timeout=900)
+        if rc != 0:
+            raise RuntimeError('toavm up %s failed:\n%s' % (self.guest, text[-2000:]))
+        self.state = json.loads(text.strip().splitlines()[-1])
+        self.res['first']['boots_s'].append(round(secs, 1))
+        self.log('guest %s up in %.0f s (port %s)' % (self.guest, secs, self.state['port']))
+
+    def ssh(self, cmd, tag, timeout=600):
+        return self.run([sys.executable, TOAVM, 'ssh', self.guest, '--', cmd], tag,
+                        timeout=timeout)
+
+    def boot_id(self):
+        rc, text, _ = self.ssh('cat /proc/sys/kernel/random/boot_id', 'boot-id', timeout=120)
+        return text.strip().splitlines()[-1] if rc == 0 and text.strip() else None
+
+    def inventory(self, count, prefix):
+        path = os.path.join(self.out, 'inventory-%d.json' % count)
+        with open(path, 'w') as f:
+            json.dump(alias_inventory(self.state, count, prefix), f, indent=1)
+        return path
+
+    def playbook(self, playbook, inventory, tag, extra=(), forks=None):
+        argv = [os.path.join(self.a.venv, 'bin', 'ansible-playbook'), '-i', inventory,
+                os.path.join(ROOT, 'playbooks', playbook)] + list(extra)
+        if forks:
+            argv += ['--forks', str(forks)]
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+                   ANSIBLE_NOCOLOR='1')
+        return self.run(argv, tag, env=env)
+
+    # figures -----------------------------------------------------------------
+    def one_baseline(self, rep):
+        self.fresh_guest()
+        rc, text, secs = self.run(['bash', BASELINE, str(self.state['port']), self.state['key']],
+                                  'baseline-%d' % rep)
+        if rc != 0:
+            self.error('baseline.sh, repetition %d' % rep, text)
+            return
+        self.res['first']['baseline_s'].append(round(secs, 2))
+        self.log('baseline.sh: %.1f s' % secs)
+
+    def one_role(self, rep):
+        self.fresh_guest()
+        inv = self.inventory(1, self.a.prefix + 'host')
+        before = self.boot_id()
+        extra = ['-e', 'toa_strategy=module']
+        rc, text, secs = self.playbook('site.yml', inv, 'converge-%d' % rep, extra)
+        if rc != 0:
+            self.error('first converge, repetition %d' % rep, text)
+            return
+        self.res['first']['role_s'].append(round(secs, 2))
+        rc2, text2, secs2 = self.playbook('site.yml', inv, 'rerun-%d' % rep, extra)
+        if rc2 != 0:
+            self.error('rerun, repetition %d' % rep, text2)
+            return
+        changed = sum(h.get('changed', 0) for h in parse_recap(text2).values())
+        self.res['first']['rerun_s'].append(round(secs2, 2))
+        self.res['first']['rerun_changed'].append(changed)
+        after = self.boot_id()
+        if before and after:
+            self.res['first']['reboots'].append(0 if before == after else 1)
+        self.log('role: first converge %.1f s, rerun %.1f s (changed=%d), boot_id %s'
+                 % (secs, secs2, changed, 'unchanged' if before == after else 'CHANGED'))
+
+    def part_first(self):
+        for rep in range(1, self.a.reps + 1):
+            # alternate, ending with the role so scale and hook can use its guest
+            order = ('baseline', 'role') if (self.a.reps - rep) % 2 == 0 else ('role', 'baseline')
+            for kind in order:
+                try:
+                    getattr(self, 'one_' + kind)(rep)
+                except RuntimeError as exc:
+                    self.error('%s repetition %d' % (kind, rep), str(exc))
+                self.save()
+
+    def ensure_converged(self):
+        """A guest with the role converged on it (the last one, or a fresh one)."""
+        if self.state:
+            rc, _, _ = self.ssh('grep -q "^toa " /proc/modules && test -e /etc/modules-load.d/toa.conf'
+                                ' && dkms status toa | grep -q installed', 'check-converged')
+            if rc == 0:
+                return True
+        if not self.a.use_running:
+            self.fresh_guest()
+        inv = self.inventory(1, self.a.prefix + 'host')
+        rc, text, _ = self.playbook('site.yml', inv, 'converge-for-scale',
+                                    ['-e', 'toa_strategy=module'])
+        if rc != 0:
+            self.error('converge before scale/hook', text)
+            return False
+        return True
+
+    def part_scale(self):
+        scale = self.res.setdefault('scale', {})
+        for rep in range(1, self.a.scale_reps + 1):
+            for count in self.a.aliases:
+                forks = min(count, self.a.forks)
+                self.res['config']['forks_for'][str(count)] = forks
+                inv = self.inventory(count, self.a.prefix + 'alias')
+                rc, text, secs = self.playbook('verify.yml', inv, 'verify-%d-%d' % (count, rep),
+                                               forks=forks)
+                recap = parse_recap(text)
+                bad = [h for h, c in recap.items() if c.get('failed') or c.get('unreachable')]
+                if rc != 0 or len(recap) != count or bad:
+                    self.error('verify.yml over %d aliases, repetition %d (%d hosts in the recap, '
+                               'failed or unreachable: %s)' % (count, rep, len(recap), bad[:5]), text)
+                    continue
+                scale.setdefault(str(count), []).append(round(secs, 2))
+                self.log('verify.yml over %d aliases (forks %d): %.1f s' % (count, forks, secs))
+                self.save()
+
+    def part_hook(self):
+        rc, text, _ = self.run([sys.executable, TOAVM, 'copy-to', self.guest, VM_TEST,
+                                '/root/vm_toa_test.py'], 'copy-vm-test')
+        if rc != 0:
+            self.error('copy vm_toa_test.py', text)
+            return
+        cmd = ('ko=$(modinfo -n toa) && nproc && python3 /root/vm_toa_test.py --ko "$ko" '
+               '--bench %d --rate-n %d; rc=$?; modprobe toa; exit $rc'
+               % (self.a.hook_reps, self.a.rate_n))
+        rc, text, secs = self.ssh(cmd, 'hook', timeout=3600)
+        measures = parse_measures(text)
+        if rc != 0 or not measures:
+            self.error('hook bench', text)
+            return
+        self.res['hook'] = measures
+        self.res['config']['guest_vcpus'] = text.strip().splitlines()[0]
+        self.log('hook bench: %.0f s' % secs)
+
+    def save(self):
+        rows = build_rows(self.res)
+        with open(os.path.join(self.out, 'results.json'), 'w') as f:
+            json.dump({'results': self.res, 'rows': rows}, f, indent=1)
+        md = render_markdown(rows)
+        with open(os.path.join(self.out, 'results.md'), 'w') as f:
+            f.write(md)
+        return md
+
+    def main(self):
+        t0 = time.monotonic()
+        try:
+            if 'first' in self.a.only:
+                self.part_first()
+            if ('scale' in self.a.only or 'hook' in self.a.only) and self.ensure_converged():
+                if 'scale' in self.a.only:
+                    self.part_scale()
+                if 'hook' in self.a.only:
+                    self.part_hook()
+        finally:
+            if not self.a.keep and not self.a.use_running:
+                self.down()
+            self.res['config']['wall_s'] = round(time.monotonic() - t0, 1)
+            md = self.save()
+        print('\n' + md)
+        print('bench: %.0f s in all; results and logs in %s' % (time.monotonic() - t0, self.out))
+        if self.res['errors']:
+            print('bench: %d step(s) failed, see above and the logs' % len(self.res['errors']))
+            return 1
+        return 0
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--reps', type=int, default=3, help='repetitions of each timed figure (3)')
+    ap.add_argument('--guest', default='debian12', help='toavm.py guest recipe (debian12)')
+    ap.add_argument('--smp', type=int, default=2, help='vCPUs of the guest (2)')
+    ap.add_argument('--prefix', default='toabench-', help='name prefix of the guest and aliases')
+    ap.add_argument('--aliases', default='1,10,100',
+                    help='comma-separated inventory sizes for verify.yml (1,10,100)')
+    ap.add_argument('--scale-reps', type=int, default=0,
+                    help='repetitions of each verify.yml run (default: --reps)')
+    ap.add_argument('--forks', type=int, default=10,
+                    help='upper bound on forks for verify.yml (10: all aliases share one ssh '
+                         'master connection, and sshd allows 10 sessions on it)')
+    ap.add_argument('--hook-reps', type=int, default=5, help='alternating runs of the hook bench (5)')
+    ap.add_argument('--rate-n', type=int, default=1500, help='connections per hook bench run (1500)')
+    ap.add_argument('--only', default=','.join(PARTS), help='parts to run: first,scale,hook')
+    ap.add_argument('--out', default='', help='results directory ($TOA_CACHE/bench/<time>)')
+    ap.add_argument('--keep', action='store_true', help='leave the last guest running')
+    ap.add_argument('--use-running', default='', metavar='NAME',
+                    help='measure scale and hook on this running guest (converged or not) '
+                         'instead of a fresh one; it is left running. Not with the part first')
+    a = ap.parse_args(argv)
+    problems = []
+    if a.reps < 1:
+        problems.append('--reps must be at least 1')
+    a.scale_reps = a.scale_reps or a.reps
+    if a.scale_reps < 1:
+        problems.append('--scale-reps must be at least 1')
+    try:
+        a.aliases = [int(x) for x in a.aliases.split(',') if x.strip()]
+    except ValueError:
+        problems.append('--aliases takes comma-separated whole numbers, e.g. 1,10,100')
+        a.aliases = []
+    if any(n < 1 for n in a.aliases):
+        problems.append('--aliases: every count must be at least 1')
+    a.only = [x.strip() for x in a.only.split(',') if x.strip()]
+    unknown = [x for x in a.only if x not in PARTS]
+    if unknown:
+        problems.append('--only: unknown part(s) %s; choose from %s' % (', '.join(unknown),
+                                                                      ', '.join(PARTS)))
+    if a.use_running and 'first' in a.only:
+        problems.append('--use-running measures only scale and hook: add --only scale,hook')
+    if a.forks < 1:
+        problems.append('--forks must be at least 1')
+    if problems:
+        ap.error('; '.join(problems))
+    return a
+
+
+def main(argv=None):
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    cache = os.environ.get('TOA_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'toa-fleet')
+    a.cache = cache
+    a.venv = os.environ.get('TOA_VENV') or os.path.join(cache, 'venv')
+    if not os.path.exists(os.path.join(a.venv, 'bin', 'ansible-playbook')):
+        sys.exit('bench: no ansible-playbook in %s: run scripts/setup.sh or set TOA_VENV' % a.venv)
+    out = a.out or os.path.join(cache, 'bench', datetime.datetime.utcnow().strftime('%Y%m%dT%H%M%SZ'))
+    os.makedirs(out, exist_ok=True)
+    return Bench(a, out).main()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""bench/bench.py: the statistics, parsers, alias inventory and table (no guest, no timing)."""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location("toa_bench", os.path.join(ROOT, "bench", "bench.py"))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+RECAP = """
+PLAY RECAP *********************************************************************
+bench7-host1               : ok=31   changed=0    unreachable=0    failed=0    skipped=24   rescued=0    ignored=0
+other                      : ok=2    changed=3    unreachable=1    failed=0    skipped=0    rescued=0    ignored=0
+"""
+
+MEASURES = """\
+PASS something
+MEASURE bench conn/s without                 median 1510  (runs: 1490, 1510, 1533)
+MEASURE bench conn/s with                    median 1480  (runs: 1401, 1480, 1502)
+MEASURE bench TUN conn/s TOA with            median 301  (runs: 299, 301, 305)
+MEASURE overhead with      module: 1 conn/s (connect+accept+getpeername), 2 getpeername/s
+"""
+
+
+def test_summarize_gives_min_median_max():
+    assert bench.summarize([3, 1, 2]) == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
+    assert bench.summarize([4, 1]) == {"min": 1.0, "median": 2.5, "max": 4.0, "n": 2}
+    assert bench.summarize([]) is None
+    assert bench.summarize([None, 5]) == {"min": 5.0, "median": 5.0, "max": 5.0, "n": 1}
+
+
+def test_ratio_uses_medians_and_tolerates_missing_figures():
+    value, base = bench.summarize([10, 20, 90]), bench.summarize([5, 10, 11])
+    assert bench.ratio(value, base) == 2.0
+    assert bench.ratio(value, None) is None
+    assert bench.ratio(None, base) is None
+
+
+@pytest.mark.parametrize("value,target,want", [
+    (1.2, (1.3, "max"), "yes"), (1.31, (1.3, "max"), "no"),
+    (0.98, (0.97, "min"), "yes"), (0.9, (0.97, "min"), "no"),
+    (None, (1.3, "max"), "-"), (1.0, None, "-"),
+])
+def test_verdict(value, target, want):
+    assert bench.verdict(value, target) == want
+
+
+def test_parse_recap_reads_every_host():
+    recap = bench.parse_recap(RECAP)
+    assert recap["bench7-host1"]["changed"] == 0 and recap["bench7-host1"]["ok"] == 31
+    assert recap["other"] == {"ok": 2, "changed": 3, "unreachable": 1, "failed": 0,
+                              "skipped": 0, "rescued": 0, "ignored": 0}
+    assert bench.parse_recap("no recap here\nhost : ok=1 changed=1\n") == {}
+
+
+def test_parse_measures_reads_the_runs_of_each_label():
+    got = bench.parse_measures(MEASURES)
+    assert got == {"conn/s without": [1490.0, 1510.0, 1533.0],
+                   "conn/s with": [1401.0, 1480.0, 1502.0],
+                   "TUN conn/s TOA with": [299.0, 301.0, 305.0]}
+
+
+def test_alias_inventory_names_one_guest_many_times():
+    state = {"port": 40000, "key": "/k", "python": "/usr/bin/python3"}
+    inv = bench.alias_inventory(state, 100, "b-")
+    hosts = inv["all"]["hosts"]
+    assert len(hosts) == 100 and "b-001" in hosts and "b-100" in hosts
+    assert {h["ansible_port"] for h in hosts.values()} == {40000}
+    assert {h["ansible_ssh_private_key_file"] for h in hosts.values()} == {"/k"}
+    with pytest.raises(ValueError, match="at least 1"):
+        bench.alias_inventory(state, 0, "b-")
+
+
+def test_rows_compare_each_figure_with_its_baseline_and_target():
+    res = {"config": {"forks_for": {"1": 1, "100": 10}},
+           "first": {"baseline_s": [100, 110, 120], "role_s": [150, 140, 160],
+                     "rerun_s": [20, 21, 22], "rerun_changed": [0, 0, 0], "reboots": [0, 0, 0]},
+           "hook": bench.parse_measures(MEASURES),
+           "scale": {"1": [10, 11, 12], "100": [40, 41, 42]}}
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    role = rows["first converge: role (module route)"]
+    assert role["ratio"] == pytest.approx(150 / 110) and role["met"] == "no"
+    rerun = rows["rerun: role"]
+    assert rerun["ratio"] == pytest.approx(21 / 150) and rerun["met"] == "yes"
+    assert rerun["note"] == "changed=0,0,0"
+    hook = rows["hook: same, TOA loaded"]
+    assert hook["ratio"] == pytest.approx(1480 / 1510) and hook["met"] == "yes"
+    scale = rows["verify.yml over 100 aliases"]
+    assert scale["ratio"] == pytest.approx(41 / 11) and scale["met"] == "no"
+    assert scale["note"] == "forks 10"
+    table = bench.render_markdown(bench.build_rows(res))
+    assert table.splitlines()[0].startswith("| figure |")
+    assert "| rerun: role | s | 3 | 20.0 | 21.0 | 22.0 | 0.140 | <= 0.15 | yes | changed=0,0,0 |" in table
+
+
+def test_bad_arguments_say_what_to_change(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--aliases", "1,x"])
+    assert "comma-separated whole numbers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--only", "first,nope"])
+    assert "unknown part(s) nope" in capsys.readouterr().err
+    a = bench.parse_args(["--reps", "2", "--aliases", "1,5"])
+    assert a.reps == 2 and a.aliases == [1, 5] and a.only == ["first", "scale", "hook"]
