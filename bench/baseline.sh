@@ -27,7 +27,7 @@ rel=$(uname -r)
 mkdir -p /root/toa-baseline
 base64 -d <<'TGZ' | tar -C /root/toa-baseline -xzf -
 EOS
-	tar -C "$src" -czf - Kbuild Makefile dkms.conf ./*.c ./*.h | base64
+	(cd "$src" && tar -czf - Kbuild Makefile dkms.conf ./*.c ./*.h) | base64
 	cat <<'EOS'
 TGZ
 apt-get update -qq

@@ -261,7 +261,9 @@ class Bench:
     def fresh_guest(self):
         self.down()
         rc, text, secs = self.run([sys.executable, TOAVM, 'up', self.guest, '--guest',
-                                   self.a.guest, '--smp', str(self.a.smp)], 'up', timeout=900)
+                                   self.a.guest, '--smp', str(self.a.smp),
+                                   '--boot-timeout', str(self.a.boot_timeout)], 'up',
+                                  timeout=self.a.boot_timeout + 300)
         if rc != 0:
             raise RuntimeError('toavm up %s failed:\n%s' % (self.guest, text[-2000:]))
         self.state = json.loads(text.strip().splitlines()[-1])
@@ -405,10 +407,10 @@ class Bench:
             if 'first' in self.a.only:
                 self.part_first()
             if ('scale' in self.a.only or 'hook' in self.a.only) and self.ensure_converged():
+                if 'hook' in self.a.only:      # the quick one first
+                    self.part_hook()
                 if 'scale' in self.a.only:
                     self.part_scale()
-                if 'hook' in self.a.only:
-                    self.part_hook()
         finally:
             if not self.a.keep and not self.a.use_running:
                 self.down()
@@ -427,6 +429,8 @@ def parse_args(argv):
     ap.add_argument('--reps', type=int, default=3, help='repetitions of each timed figure (3)')
     ap.add_argument('--guest', default='debian12', help='toavm.py guest recipe (debian12)')
     ap.add_argument('--smp', type=int, default=2, help='vCPUs of the guest (2)')
+    ap.add_argument('--boot-timeout', type=int, default=1200,
+                    help='seconds a guest may take to boot (1200: TCG on a busy machine is slow)')
     ap.add_argument('--prefix', default='toabench-', help='name prefix of the guest and aliases')
     ap.add_argument('--aliases', default='1,10,100',
                     help='comma-separated inventory sizes for verify.yml (1,10,100)')
