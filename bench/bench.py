@@ -235,8 +235,12 @@ class Bench:
         path = os.path.join(self.out, '%02d-%s.log' % (self.nlog, tag))
         t0 = time.monotonic()
         try:
+            # stdin from /dev/null: ansible-playbook refuses a non-blocking stdin
+            # (which a backgrounded bench would pass on)
             p = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               universal_newlines=True, timeout=timeout, env=env, input=stdin)
+                               universal_newlines=True, timeout=timeout, env=env,
+                               **({'input': stdin} if stdin is not None
+                                  else {'stdin': subprocess.DEVNULL}))
             rc, text = p.returncode, p.stdout
         except subprocess.TimeoutExpired as exc:
             text = exc.stdout or ''
