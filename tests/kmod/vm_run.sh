@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build and test toa.ko inside a running test guest (scripts/toavm.py):
 #   tests/kmod/vm_run.sh NAME [vm_toa_test.py args...]
+#   tests/kmod/vm_run.sh NAME --abuse [vm_abuse.py args...]   (fuzz, spoofing,
+#                                      unload under load; see vm_abuse.py)
 # Installs the guest kernel's headers and a compiler in the guest, copies the
 # module source and the functional test, builds with warnings shown, runs
 # vm_toa_test.py.  Exit status is the test's.
@@ -14,6 +16,7 @@ vm() { python3 "$root/scripts/toavm.py" "$@"; }
 tar -C "$root/roles/toa/files" -czf /tmp/toa-src.$$.tgz toa-src
 vm copy-to "$name" /tmp/toa-src.$$.tgz /root/toa-src.tgz
 vm copy-to "$name" "$here/vm_toa_test.py" /root/vm_toa_test.py
+vm copy-to "$name" "$here/vm_abuse.py" /root/vm_abuse.py
 rm -f /tmp/toa-src.$$.tgz
 vm ssh "$name" -- 'set -e
 export DEBIAN_FRONTEND=noninteractive
@@ -27,4 +30,9 @@ cd /root/toa-src
 make -C /lib/modules/$(uname -r)/build M=$PWD modules >/root/build.log 2>&1 || { cat /root/build.log; exit 1; }
 echo "kernel $(uname -r): build log warnings: $(grep -ci warning /root/build.log || true)"
 grep -i warning /root/build.log || true'
-vm ssh "$name" -- python3 /root/vm_toa_test.py --ko /root/toa-src/toa.ko "$@"
+test=vm_toa_test.py
+if [ "${1:-}" = --abuse ]; then
+	test=vm_abuse.py
+	shift
+fi
+vm ssh "$name" -- python3 "/root/$test" --ko /root/toa-src/toa.ko "$@"

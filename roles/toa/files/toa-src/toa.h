@@ -106,7 +106,6 @@ int toa_sk_store(const struct sock *sk, const struct toa_tuple *t,
 		 const struct toa_addr *a);
 bool toa_sk_lookup(const struct sock *sk, struct toa_tuple *t,
 		   struct toa_addr *a);
-bool toa_sk_has(const struct sock *sk);
 void toa_sk_forget(const struct sock *sk);
 int toa_syn_stash(const struct toa_tuple *t, const struct toa_addr *a);
 bool toa_syn_take(const struct toa_tuple *t, struct toa_addr *a);

@@ -416,7 +416,7 @@ static int toa_getname_entry(struct kretprobe_instance *ri,
 	 * instance is held while getname sleeps on the socket lock, and the
 	 * return trampoline costs more than this lookup.
 	 */
-	if (!toa_sk_has(sk))
+	if (!toa_sk_lookup(sk, NULL, NULL))
 		return 1;
 	d->sk = sk;
 	d->uaddr = (struct sockaddr *)toa_arg(regs, 1);

@@ -156,6 +156,10 @@ int toa_sk_store(const struct sock *sk, const struct toa_tuple *t,
 	return 0;
 }
 
+/*
+ * Whether @sk holds TOA data; when it does, copy the entry's tuple to @t and
+ * its address to @a, each only if non-NULL (NULL, NULL: a presence test).
+ */
 bool toa_sk_lookup(const struct sock *sk, struct toa_tuple *t,
 		   struct toa_addr *a)
 {
@@ -166,25 +170,10 @@ bool toa_sk_lookup(const struct sock *sk, struct toa_tuple *t,
 	rcu_read_lock();
 	hlist_for_each_entry_rcu(e, &toa_sk_tab[h], node) {
 		if (e->sk == sk) {
-			*t = e->tuple;
-			*a = e->addr;
-			found = true;
-			break;
-		}
-	}
-	rcu_read_unlock();
-	return found;
-}
-
-bool toa_sk_has(const struct sock *sk)
-{
-	u32 h = toa_sk_hash(sk);
-	struct toa_sk_entry *e;
-	bool found = false;
-
-	rcu_read_lock();
-	hlist_for_each_entry_rcu(e, &toa_sk_tab[h], node) {
-		if (e->sk == sk) {
+			if (t)
+				*t = e->tuple;
+			if (a)
+				*a = e->addr;
 			found = true;
 			break;
 		}
