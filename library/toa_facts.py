@@ -58,6 +58,33 @@ options:
     description: Include the catalogue row's headers package in the route's files.
     type: bool
     default: false
+  conflicting_modules:
+    description:
+      - Names of other TOA-like modules; one loaded is a preflight problem (they rewrite the
+        same peer addresses).
+    type: list
+    elements: str
+    default: []
+  free_mb:
+    description:
+      - MB the route needs free, by key C(boot) (/boot, package and kernel routes), C(root)
+        (/, package and kernel routes) and C(dkms) (/usr/src and /var/lib/dkms, module route);
+        missing keys take the defaults 150, 500 and 300; 0 skips a key.
+    type: dict
+    default: {}
+  preflight_ignore:
+    description: Preflight checks not to report (C(space), C(bootloader), C(conflicts), C(secure_boot)).
+    type: list
+    elements: str
+    default: []
+  signing_key:
+    description: Path on the host of the private key DKMS signs the module with (module route).
+    type: str
+    default: ""
+  signing_cert:
+    description: Path on the host of the certificate of I(signing_key).
+    type: str
+    default: ""
 notes:
   - Runs C(modinfo) and C(dkms status) when they are installed; nothing else is executed.
 author:
@@ -140,6 +167,16 @@ ansible_facts:
         route_error:
           description: Why no route fits and what to set; null when a route was chosen.
           type: str
+        preflight:
+          description:
+            - C(disk) (path to C({checked, free_mb, device})), C(bootloader) (C({kind, missing,
+              grub_cfg}); kind grubby, grub2 or unknown), C(security) (C({lockdown, secure_boot,
+              efi, sig_enforce, required, reasons})), C(loaded) (loaded TOA-like modules with
+              version, srcversion, parameter names and C(ours)), C(signing) (key, cert,
+              whether they exist, C(conf_exists) for the role's DKMS signing file) and
+              C(problems) (C({check, msg}) that stop the chosen route; empty when it may go
+              ahead).
+          type: dict
 '''
 
 import os
@@ -147,6 +184,17 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.toa_host import host_path, init_comm, read_text, uname
+from ansible.module_utils.toa_preflight import (
+    CHECKS,
+    EFI_GLOBAL_GUID,
+    bootloader_kind,
+    is_ours,
+    parse_lockdown,
+    parse_secure_boot,
+    parse_sig_enforce,
+    problems as preflight_problems,
+    signing_state,
+)
 from ansible.module_utils.toa_route import (
     SEED_BASE_URL,
     STRATEGIES,
@@ -362,6 +410,113 @@ def dkms_state(module, name):
     return True, [entry for entry in parse_dkms_status(out) if entry["module"] == name]
 
 
+# Filesystems the routes write to; each reading names the existing directory
+# it was taken on (a path not created yet counts on its parent's filesystem).
+SPACE_PATHS = ("/boot", "/", "/usr/src", "/var/lib/dkms")
+GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
+# The DKMS signing setting the role writes (tasks/dkms_signing.yml).
+SIGNING_CONF = "/etc/dkms/framework.conf.d/toa-signing.conf"
+
+
+def free_space(path):
+    checked = path
+    while not os.path.isdir(host_path(checked)) and checked != "/":
+        checked = os.path.dirname(checked.rstrip("/")) or "/"
+    try:
+        info = os.statvfs(host_path(checked))
+        device = os.stat(host_path(checked)).st_dev
+    except OSError:
+        return None
+    return {"checked": checked, "device": device,
+            "free_mb": int(info.f_bavail * info.f_frsize // (1024 * 1024))}
+
+
+def read_bytes(path):
+    try:
+        with open(host_path(path), "rb") as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+def bootloader_state(module):
+    dirs = ["/sbin", "/usr/sbin"]
+    bins = {}
+    for tool in ("grubby", "grub-reboot", "grub-set-default"):
+        bins[tool] = module.get_bin_path(tool, opt_dirs=dirs)
+        if not bins[tool] and tool != "grubby":
+            bins[tool] = module.get_bin_path(tool.replace("grub-", "grub2-"), opt_dirs=dirs)
+    grub_cfg = None
+    for path in GRUB_CFGS:
+        if os.path.isfile(host_path(path)):
+            grub_cfg = path
+            break
+    state = bootloader_kind(bins, grub_cfg)
+    state["grub_cfg"] = grub_cfg
+    return state
+
+
+def security_state():
+    efi = os.path.isdir(host_path("/sys/firmware/efi"))
+    secure_boot = parse_secure_boot(
+        read_bytes("/sys/firmware/efi/efivars/SecureBoot-%s" % EFI_GLOBAL_GUID))
+    if secure_boot is None and not efi:
+        secure_boot = False  # BIOS boot has no Secure Boot
+    lockdown = parse_lockdown(read_text("/sys/kernel/security/lockdown"))
+    sig_enforce = parse_sig_enforce(read_text("/sys/module/module/parameters/sig_enforce"))
+    state = {"efi": efi, "secure_boot": secure_boot, "lockdown": lockdown,
+             "sig_enforce": sig_enforce}
+    state.update(signing_state(lockdown, secure_boot, sig_enforce))
+    return state
+
+
+def loaded_toa_like(names):
+    loaded = set(parse_proc_modules(read_text("/proc/modules", "")))
+    found = {}
+    for name in names:
+        key = module_key(name)
+        if key not in loaded:
+            continue
+        sys_dir = "/sys/module/%s" % key
+        info = {
+            "version": (read_text(sys_dir + "/version") or "").strip() or None,
+            "srcversion": (read_text(sys_dir + "/srcversion") or "").strip() or None,
+            "parameters": sorted(read_parameters(name)),
+        }
+        info["ours"] = is_ours(info)
+        found[name] = info
+    return found
+
+
+def preflight_state(module, route):
+    params = module.params
+    key, cert = params["signing_key"] or "", params["signing_cert"] or ""
+    readings = {
+        "disk": dict((path, free_space(path)) for path in SPACE_PATHS),
+        "bootloader": bootloader_state(module),
+        "security": security_state(),
+        "loaded": loaded_toa_like([params["name"]] + list(params["conflicting_modules"])),
+        "signing": {
+            "key": key, "cert": cert,
+            "key_exists": bool(key) and os.path.isfile(host_path(key)),
+            "cert_exists": bool(cert) and os.path.isfile(host_path(cert)),
+            "conf_exists": os.path.isfile(host_path(SIGNING_CONF)),
+        },
+    }
+    found = []
+    if route:
+        package = route.get("package") or {}
+        found = preflight_problems(route["route"], readings, {
+            "name": params["name"],
+            "free_mb": params["free_mb"],
+            "ignore": params["preflight_ignore"],
+            "conflicting": params["conflicting_modules"],
+            "row_id": package.get("id"),
+        })
+    readings["problems"] = found
+    return readings
+
+
 def gather(module):
     params = module.params
     name = params["name"]
@@ -397,6 +552,7 @@ def gather(module):
         "dkms_installed": dkms_installed,
         "route": route,
         "route_error": route_error,
+        "preflight": preflight_state(module, route),
     }
 
 
@@ -410,12 +566,26 @@ def main():
             package_checksums=dict(type="dict", default={}),
             allow_unverified=dict(type="bool", default=False),
             install_headers=dict(type="bool", default=False),
+            conflicting_modules=dict(type="list", elements="str", default=[]),
+            free_mb=dict(type="dict", default={}),
+            preflight_ignore=dict(type="list", elements="str", default=[]),
+            signing_key=dict(type="str", default="", no_log=False),
+            signing_cert=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
     if not re.match(r"^[A-Za-z0-9_-]+$", module.params["name"]):
         module.fail_json(msg="name %r is not a kernel module name; use letters, digits, _ "
                              "and - only (for example: toa)" % module.params["name"])
+    unknown = [check for check in module.params["preflight_ignore"] if check not in CHECKS]
+    if unknown:
+        module.fail_json(msg="preflight_ignore has %s; the checks are %s"
+                             % (", ".join(unknown), ", ".join(CHECKS)))
+    for key, value in module.params["free_mb"].items():
+        if key not in ("boot", "root", "dkms") or not (
+                value is None or re.match(r"^\d+$", str(value))):
+            module.fail_json(msg="free_mb takes boot, root and dkms with whole MB (0 skips "
+                                 "one), got %s=%r" % (key, value))
     module.exit_json(changed=False, ansible_facts={"toa": gather(module)})
 
 
