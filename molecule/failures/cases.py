@@ -6,6 +6,8 @@ the directories the role writes, the dpkg package list and the loaded modules).
 
     python3 molecule/failures/cases.py --guest molecule-failures-debian12 [--only NAME ...]
 
+(or TOA_FAILURE_CASES="converge,lockdown" molecule test -s failures: a subset).
+
 The guest is a scripts/toavm.py guest.  Cases run in order: checks on a fresh
 host first, then a converge (module route, with a DKMS signing key made in the
 guest), then the faults that need a built module, then kernel lockdown (which
@@ -47,9 +49,17 @@ class Guest:
         self.state = toavm.load_state(name)
 
     def sh(self, command, check=True, timeout=900):
-        argv = toavm.ssh_base(self.state) + [command]
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=timeout)
+        # A loaded emulated guest can miss toavm's 10 s banner deadline: wait
+        # longer and retry what never reached the guest (ssh's own rc 255).
+        base = [("ConnectTimeout=60" if arg == "ConnectTimeout=10" else arg)
+                for arg in toavm.ssh_base(self.state)]
+        for attempt in range(4):
+            proc = subprocess.run(base + [command], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, universal_newlines=True,
+                                  timeout=timeout)
+            if proc.returncode != 255 or "banner exchange" not in proc.stdout:
+                break
+            time.sleep(10 * (attempt + 1))
         if check and proc.returncode != 0:
             raise RuntimeError("guest command failed (%d): %s\n%s"
                                % (proc.returncode, command, proc.stdout))
@@ -246,6 +256,9 @@ def main():
     parser.add_argument("--log", default=os.path.join(tempfile.gettempdir(),
                                                       "toa-failures-cases.log"))
     args = parser.parse_args()
+    if not args.only and os.environ.get("TOA_FAILURE_CASES"):
+        args.only = [part.strip() for part in os.environ["TOA_FAILURE_CASES"].split(",")
+                     if part.strip()]
     guest = Guest(args.guest)
     deb_name, deb_sha = make_test_deb()
     failed = 0
