@@ -84,12 +84,8 @@ def drain(want, quiet=0.25, limit=5.0):
                 pkt = os.read(T.tun_fd, 65536)
             except BlockingIOError:
                 break
-            ver = pkt[0] >> 4
-            if ver == 4 and pkt[9] == 6:
-                tcp = pkt[(pkt[0] & 15) * 4:]
-            elif ver == 6 and pkt[6] == 6:
-                tcp = pkt[40:]
-            else:
+            tcp = T.tcp_of(pkt)
+            if tcp is None:
                 continue
             dport, seq = struct.unpack('!HI', tcp[2:8])
             if tcp[13] & 0x12 == 0x12 and dport in want:

@@ -112,6 +112,16 @@ def tcp_packet(v6, src, dst, sport, dport, seq, ack, flags, opts=b''):
     return ip + tcp
 
 
+def tcp_of(pkt):
+    """The TCP header and payload of an IPv4/IPv6 packet read from the TUN device, or None."""
+    ver = pkt[0] >> 4
+    if ver == 4 and pkt[9] == 6:
+        return pkt[(pkt[0] & 15) * 4:]
+    if ver == 6 and pkt[6] == 6:
+        return pkt[40:]
+    return None
+
+
 def read_synack(sport, timeout=5.0):
     """Return the server ISN of the SYN-ACK sent to our source port."""
     end = time.time() + timeout
@@ -119,13 +129,8 @@ def read_synack(sport, timeout=5.0):
         r, _, _ = select.select([tun_fd], [], [], max(0, end - time.time()))
         if not r:
             break
-        pkt = os.read(tun_fd, 65536)
-        ver = pkt[0] >> 4
-        if ver == 4 and pkt[9] == 6:
-            tcp = pkt[(pkt[0] & 15) * 4:]
-        elif ver == 6 and pkt[6] == 6:
-            tcp = pkt[40:]
-        else:
+        tcp = tcp_of(os.read(tun_fd, 65536))
+        if tcp is None:
             continue
         dport, seq = struct.unpack('!HI', tcp[2:8])
         flags = tcp[13]
