@@ -55,6 +55,21 @@ def write(root, path, text, mode=None):
     return full
 
 
+def debian12_host(root, monkeypatch, proc_modules):
+    """A fake host tree for toa_facts: Debian 12 on x86_64 with systemd, kernel 6.1.0-18-amd64,
+    the given /proc/modules, and its (empty) /lib/modules directory."""
+    import toa_facts
+    import toa_host
+    monkeypatch.setattr(toa_host, "ROOT", str(root))
+    monkeypatch.setattr(toa_facts, "uname", lambda: ("x86_64", "6.1.0-18-amd64"))
+    write(root, "/etc/os-release", fixture_text("os-release", "debian12"))
+    write(root, "/proc/1/comm", "systemd\n")
+    write(root, "/proc/sys/kernel/osrelease", "6.1.0-18-amd64\n")
+    write(root, "/proc/modules", proc_modules)
+    os.makedirs(os.path.join(str(root), "lib/modules/6.1.0-18-amd64"))
+    return root
+
+
 def fixture_text(*parts):
     """Text of tests/unit/fixtures/<parts...>."""
     with open(os.path.join(FIXTURES, *parts)) as handle:

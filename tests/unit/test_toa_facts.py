@@ -4,8 +4,7 @@ import os
 
 import pytest
 import toa_facts
-import toa_host
-from conftest import fixture_text, write, load_catalogue
+from conftest import debian12_host, fixture_text, write, load_catalogue
 
 SHA = "b" * 64
 
@@ -13,16 +12,9 @@ SHA = "b" * 64
 @pytest.fixture
 def fakehost(tmp_path, monkeypatch):
     """A host tree: Debian 12 on x86_64, systemd, nothing TOA installed."""
-    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
-    monkeypatch.setattr(toa_facts, "uname", lambda: ("x86_64", "6.1.0-18-amd64"))
-    write(tmp_path, "/etc/os-release", fixture_text("os-release", "debian12"))
-    write(tmp_path, "/proc/1/comm", "systemd\n")
-    write(tmp_path, "/proc/sys/kernel/osrelease", "6.1.0-18-amd64\n")
-    write(tmp_path, "/proc/modules",
-          "nf_tables 290816 0 - Live 0x0000000000000000\n"
-          "ext4 987136 1 - Live 0x0000000000000000\n")
-    os.makedirs(str(tmp_path / "lib/modules/6.1.0-18-amd64"))
-    return tmp_path
+    return debian12_host(tmp_path, monkeypatch,
+                         "nf_tables 290816 0 - Live 0x0000000000000000\n"
+                         "ext4 987136 1 - Live 0x0000000000000000\n")
 
 
 def facts(run_module, args=None, **kwargs):

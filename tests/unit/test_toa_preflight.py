@@ -5,10 +5,9 @@ import os
 
 import pytest
 import toa_facts
-import toa_host
 import toa_preflight as pf
 import toa_route
-from conftest import fixture_text, load_catalogue, write
+from conftest import debian12_host, fixture_text, load_catalogue, write
 
 GUID = pf.EFI_GLOBAL_GUID
 
@@ -217,13 +216,8 @@ def test_unsupported_os_has_no_route():
 
 @pytest.fixture
 def fakehost(tmp_path, monkeypatch):
-    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
-    monkeypatch.setattr(toa_facts, "uname", lambda: ("x86_64", "6.1.0-18-amd64"))
-    write(tmp_path, "/etc/os-release", fixture_text("os-release", "debian12"))
-    write(tmp_path, "/proc/1/comm", "systemd\n")
-    write(tmp_path, "/proc/sys/kernel/osrelease", "6.1.0-18-amd64\n")
-    write(tmp_path, "/proc/modules", PROC_MODULES_OURS)
-    for directory in ("boot", "usr/src", "lib/modules/6.1.0-18-amd64"):
+    debian12_host(tmp_path, monkeypatch, PROC_MODULES_OURS)
+    for directory in ("boot", "usr/src"):
         os.makedirs(str(tmp_path / directory))
     write(tmp_path, "/boot/grub/grub.cfg", "menuentry 'Debian GNU/Linux' {\n}\n")
     write(tmp_path, "/sys/kernel/security/lockdown", "[none] integrity confidentiality\n")
