@@ -106,21 +106,43 @@ def parse_measures(output):
     return out
 
 
-def alias_inventory(state, count, prefix):
-    """Inventory (dict, YAML/JSON-ready) of @count distinct names for one guest."""
+def alias_inventory(state, count, prefix, control_dir=None):
+    """Inventory (dict, YAML/JSON-ready) of @count distinct names for one guest.
+
+    With @control_dir every alias gets its own ssh ControlPath there, as
+    distinct hosts would: otherwise all aliases share one master connection
+    (same address, port and user) and sshd's MaxSessions (10) caps the forks.
+    """
     if count < 1:
         raise ValueError('alias count must be at least 1, got %d' % count)
-    host = {
-        'ansible_host': '127.0.0.1',
-        'ansible_port': state['port'],
-        'ansible_user': 'root',
-        'ansible_ssh_private_key_file': state['key'],
-        'ansible_ssh_common_args': SSH_ARGS,
-        'ansible_python_interpreter': state.get('python', '/usr/bin/python3'),
-    }
     width = len(str(count))
-    hosts = {'%s%0*d' % (prefix, width, i): dict(host) for i in range(1, count + 1)}
+    hosts = {}
+    for i in range(1, count + 1):
+        name = '%s%0*d' % (prefix, width, i)
+        args = SSH_ARGS
+        if control_dir:
+            args += ' -o ControlPath=%s/%d' % (control_dir, i)
+        hosts[name] = {
+            'ansible_host': '127.0.0.1',
+            'ansible_port': state['port'],
+            'ansible_user': 'root',
+            'ansible_ssh_private_key_file': state['key'],
+            'ansible_ssh_common_args': args,
+            'ansible_python_interpreter': state.get('python', '/usr/bin/python3'),
+        }
     return {'all': {'hosts': hosts}}
+
+
+def cpu_busy_seconds(stat_text, hz=100):
+    """Busy CPU seconds (all CPUs) from the first line of /proc/stat."""
+    for line in stat_text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == 'cpu':
+            ticks = [int(x) for x in fields[1:]]
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)   # idle + iowait
+            # guest and guest_nice (9th, 10th) are already counted in user and nice
+            return (sum(ticks[:8]) - idle) / float(hz)
+    raise ValueError('no "cpu" line in /proc/stat output')
 
 
 def build_rows(res):
@@ -168,12 +190,15 @@ def build_rows(res):
         row('hook: getpeername() loop on a TOA socket', 'calls/s',
             summarize(hook.get('getpeername/s TOA socket with', [])), gp_without, None)
     scale = res.get('scale', {})
+    busy = res.get('scale_guest_busy', {})
     one = summarize(scale.get('1', []))
     for count in sorted(scale, key=int):
         s = summarize(scale[count])
+        b = summarize(busy.get(count, []))
         row('verify.yml over %s alias%s' % (count, '' if count == '1' else 'es'), 's', s,
             None if count == '1' else one, 'scale100' if count == '100' else None,
-            'forks %s' % res.get('config', {}).get('forks_for', {}).get(count, '?'))
+            'forks %s%s' % (res.get('config', {}).get('forks_for', {}).get(count, '?'),
+                            '; guest CPU busy %s s (median)' % _num(b['median']) if b else ''))
     return rows
 
 
@@ -284,9 +309,20 @@ class Bench:
 
     def inventory(self, count, prefix):
         path = os.path.join(self.out, 'inventory-%d.json' % count)
+        # short: a unix socket path has at most 107 bytes
+        control_dir = '/tmp/toabench-cp.%d' % os.getpid()
+        os.makedirs(control_dir, mode=0o700, exist_ok=True)
         with open(path, 'w') as f:
-            json.dump(alias_inventory(self.state, count, prefix), f, indent=1)
+            json.dump(alias_inventory(self.state, count, prefix, control_dir), f, indent=1)
         return path
+
+    def guest_busy(self):
+        """Busy CPU seconds of the guest so far (None if unreadable)."""
+        rc, text, _ = self.ssh('head -1 /proc/stat', 'guest-cpu', timeout=120)
+        try:
+            return cpu_busy_seconds(text) if rc == 0 else None
+        except ValueError:
+            return None
 
     def playbook(self, playbook, inventory, tag, extra=(), forks=None):
         argv = [os.path.join(self.a.venv, 'bin', 'ansible-playbook'), '-i', inventory,
@@ -361,13 +397,27 @@ class Bench:
 
     def part_scale(self):
         scale = self.res.setdefault('scale', {})
+        busy = self.res.setdefault('scale_guest_busy', {})
+        # One guest stands in for up to 100 hosts: let its sshd take as many
+        # connections at once as the forks open (the defaults drop new ones
+        # beyond 10 starting and cap sessions per connection at 10).
+        rc, text, _ = self.ssh(
+            'printf "MaxStartups 200:30:400\\nMaxSessions 200\\n" '
+            '>/etc/ssh/sshd_config.d/toabench.conf && sshd -t && systemctl reload ssh',
+            'sshd-limits')
+        if rc != 0:
+            self.error('raise the guest sshd limits for the scale part', text)
         for rep in range(1, self.a.scale_reps + 1):
             for count in self.a.aliases:
                 forks = min(count, self.a.forks)
                 self.res['config']['forks_for'][str(count)] = forks
                 inv = self.inventory(count, self.a.prefix + 'alias')
+                before = self.guest_busy()
                 rc, text, secs = self.playbook('verify.yml', inv, 'verify-%d-%d' % (count, rep),
                                                forks=forks)
+                after = self.guest_busy()
+                if before is not None and after is not None:
+                    busy.setdefault(str(count), []).append(round(after - before, 1))
                 recap = parse_recap(text)
                 bad = [h for h, c in recap.items() if c.get('failed') or c.get('unreachable')]
                 if rc != 0 or len(recap) != count or bad:
@@ -375,7 +425,8 @@ class Bench:
                                'failed or unreachable: %s)' % (count, rep, len(recap), bad[:5]), text)
                     continue
                 scale.setdefault(str(count), []).append(round(secs, 2))
-                self.log('verify.yml over %d aliases (forks %d): %.1f s' % (count, forks, secs))
+                self.log('verify.yml over %d aliases (forks %d): %.1f s, guest CPU busy %s s'
+                         % (count, forks, secs, busy.get(str(count), ['?'])[-1]))
                 self.save()
 
     def part_hook(self):
@@ -440,9 +491,9 @@ def parse_args(argv):
                     help='comma-separated inventory sizes for verify.yml (1,10,100)')
     ap.add_argument('--scale-reps', type=int, default=0,
                     help='repetitions of each verify.yml run (default: --reps)')
-    ap.add_argument('--forks', type=int, default=10,
-                    help='upper bound on forks for verify.yml (10: all aliases share one ssh '
-                         'master connection, and sshd allows 10 sessions on it)')
+    ap.add_argument('--forks', type=int, default=20,
+                    help='upper bound on forks for verify.yml (20, as in ansible.cfg; every '
+                         'alias has its own ssh connection)')
     ap.add_argument('--hook-reps', type=int, default=5, help='alternating runs of the hook bench (5)')
     ap.add_argument('--rate-n', type=int, default=1500, help='connections per hook bench run (1500)')
     ap.add_argument('--only', default=','.join(PARTS), help='parts to run: first,scale,hook')

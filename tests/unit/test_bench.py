@@ -74,6 +74,23 @@ def test_alias_inventory_names_one_guest_many_times():
         bench.alias_inventory(state, 0, "b-")
 
 
+def test_alias_inventory_gives_each_alias_its_own_ssh_connection():
+    state = {"port": 40000, "key": "/k"}
+    hosts = bench.alias_inventory(state, 3, "a", "/tmp/cp")["all"]["hosts"]
+    paths = [h["ansible_ssh_common_args"].split("ControlPath=")[1] for h in hosts.values()]
+    assert paths == ["/tmp/cp/1", "/tmp/cp/2", "/tmp/cp/3"]
+    shared = bench.alias_inventory(state, 3, "a")["all"]["hosts"]
+    assert not any("ControlPath" in h["ansible_ssh_common_args"] for h in shared.values())
+
+
+def test_cpu_busy_seconds_counts_all_but_idle_and_iowait():
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat = "cpu  1000 50 400 9000 300 10 40 0 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+    assert bench.cpu_busy_seconds(stat) == pytest.approx((1000 + 50 + 400 + 10 + 40) / 100.0)
+    with pytest.raises(ValueError, match="no \"cpu\" line"):
+        bench.cpu_busy_seconds("intr 1 2 3\n")
+
+
 def test_rows_compare_each_figure_with_its_baseline_and_target():
     res = {"config": {"forks_for": {"1": 1, "100": 10}},
            "first": {"baseline_s": [100, 110, 120], "role_s": [150, 140, 160],
