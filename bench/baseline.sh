@@ -30,18 +30,22 @@ EOS
 	(cd "$src" && tar -czf - Kbuild Makefile dkms.conf ./*.c ./*.h) | base64
 	cat <<'EOS'
 TGZ
+t0=$(date +%s)
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "linux-headers-$rel" gcc make libc6-dev >/root/toa-baseline/apt.log 2>&1 ||
 	{ tail -20 /root/toa-baseline/apt.log; exit 1; }
+t1=$(date +%s)
 make -C "/lib/modules/$rel/build" M=/root/toa-baseline modules >/root/toa-baseline/build.log 2>&1 ||
 	{ tail -20 /root/toa-baseline/build.log; exit 1; }
+t2=$(date +%s)
 install -D -m 0644 /root/toa-baseline/toa.ko "/lib/modules/$rel/updates/toa.ko"
 depmod "$rel"
 echo 'options toa ipv4_kinds=200 ipv6_kinds=253,254 trusted_cidrs=' >/etc/modprobe.d/toa.conf
 echo toa >/etc/modules-load.d/toa.conf
 modprobe toa
 grep -q '^toa ' /proc/modules
-echo "baseline: toa loaded on $rel"
+t3=$(date +%s)
+echo "baseline: toa loaded on $rel (apt $((t1 - t0)) s, build $((t2 - t1)) s, install+load $((t3 - t2)) s)"
 EOS
 }
 

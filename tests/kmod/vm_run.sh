@@ -35,4 +35,17 @@ if [ "${1:-}" = --abuse ]; then
 	test=vm_abuse.py
 	shift
 fi
-vm ssh "$name" -- python3 "/root/$test" --ko /root/toa-src/toa.ko "$@"
+# A kernel report (oops, lockup, RCU stall) may leave the guest unable to
+# answer over SSH: the test gets a deadline, and a failure shows the end of
+# the guest's serial console, where the kernel's own messages are
+# (TOA_KMOD_TIMEOUT seconds, 1800 by default).
+limit=${TOA_KMOD_TIMEOUT:-1800}
+rc=0
+timeout --kill-after=30 $((limit + 120)) python3 "$root/scripts/toavm.py" ssh "$name" -- \
+	timeout --kill-after=30 "$limit" python3 "/root/$test" --ko /root/toa-src/toa.ko "$@" || rc=$?
+if [ "$rc" != 0 ]; then
+	console="${TOA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toa-fleet}/run/$name/console.log"
+	echo "vm_run.sh: $test failed (rc $rc); last kernel console lines of $name ($console):" >&2
+	tail -n 80 "$console" >&2 || true
+fi
+exit "$rc"
