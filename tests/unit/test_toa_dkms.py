@@ -1,6 +1,7 @@
 """toa_dkms: dkms status parsing per dkms generation and the command sequences."""
 
 import os
+import shutil
 
 import pytest
 import toa_dkms
@@ -17,12 +18,27 @@ class FakeDkms:
     def __init__(self, root, style, fake_commands):
         self.root = root
         self.style = style
-        self.added = False
         self.kernels = {}
         self.notes = {}
         self.fail_build = False
         self.old_syntax_only = False
         fake_commands.add_callable(["dkms"], self)
+
+    # Registered means a directory in the DKMS tree, as with the real dkms.
+    @property
+    def tree(self):
+        return os.path.join(str(self.root), "var/lib/dkms/toa/1.0.0")
+
+    @property
+    def added(self):
+        return os.path.isdir(self.tree)
+
+    @added.setter
+    def added(self, value):
+        if value:
+            os.makedirs(self.tree, exist_ok=True)
+        else:
+            shutil.rmtree(self.tree, ignore_errors=True)
 
     def head(self, kernel=None):
         if self.style == "3":
@@ -46,12 +62,11 @@ class FakeDkms:
             return 0, self.status_text(), ""
         if action == "add":
             self.added = True
-            os.makedirs(os.path.join(str(self.root), "var/lib/dkms/toa/1.0.0"))
             return 0, "Creating symlink /var/lib/dkms/toa/1.0.0/source -> /usr/src/toa-1.0.0\n", ""
         if action == "build":
             if self.fail_build:
                 log = os.path.join(str(self.root), "var/lib/dkms/toa/1.0.0/build/make.log")
-                os.makedirs(os.path.dirname(log))
+                os.makedirs(os.path.dirname(log), exist_ok=True)
                 with open(log, "w") as handle:
                     handle.write("".join("make line %d\n" % n for n in range(1, 51)))
                 return 10, "", "Error! Bad return status for module build on kernel: %s" % argv[-1]
@@ -206,6 +221,13 @@ def test_absent_check_mode_runs_nothing(dkms, run_module, fake_commands):
     assert result["changed"] is True
     assert set(actions(fake_commands)) == {"status"}
     assert dkms.added is True
+
+
+def test_absent_with_nothing_registered_runs_no_dkms(dkms, run_module, fake_commands):
+    # the first converge asks for this, and dkms is a slow script on small hosts
+    result = run_module(toa_dkms, dict(ARGS, state="absent"))
+    assert result["changed"] is False and result["state"] == "absent"
+    assert actions(fake_commands) == []
 
 
 def test_missing_dkms_fails_clearly(fakehost, run_module):
