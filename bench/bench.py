@@ -330,7 +330,10 @@ class Bench:
         if forks:
             argv += ['--forks', str(forks)]
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
-                   ANSIBLE_NOCOLOR='1')
+                   ANSIBLE_NOCOLOR='1',
+                   # TASKTIME lines at the end of each log: where the time went
+                   ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, 'bench', 'callback_plugins'),
+                   ANSIBLE_CALLBACKS_ENABLED='task_times')
         return self.run(argv, tag, env=env)
 
     # figures -----------------------------------------------------------------
