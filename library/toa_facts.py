@@ -85,8 +85,16 @@ options:
     description: Path on the host of the certificate of I(signing_key).
     type: str
     default: ""
+  gather_dkms:
+    description:
+      - Run C(dkms status) for C(dkms). C(dkms) is a shell script that takes seconds on a small
+        host; a caller that does not use C(dkms) (playbooks/verify.yml) sets false, and then
+        C(dkms) and C(dkms_installed) are null.
+    type: bool
+    default: true
 notes:
-  - Runs C(modinfo) and C(dkms status) when they are installed; nothing else is executed.
+  - Runs C(modinfo), and C(dkms status) when it is installed and I(gather_dkms) is true; nothing
+    else is executed.
 author:
   - toa-fleet contributors
 '''
@@ -151,11 +159,13 @@ ansible_facts:
               C(running_is_toa).
           type: dict
         dkms:
-          description: C(dkms status) entries for the module (module, version, kernel, arch, state, notes).
+          description:
+            - C(dkms status) entries for the module (module, version, kernel, arch, state, notes);
+              null when I(gather_dkms) is false.
           type: list
           elements: dict
         dkms_installed:
-          description: Whether the dkms command exists.
+          description: Whether the dkms command exists; null when I(gather_dkms) is false.
           type: bool
         route:
           description:
@@ -537,7 +547,7 @@ def gather(module):
                              install_headers=params["install_headers"])
     except RouteError as exc:
         route_error = str(exc)
-    dkms_installed, dkms = dkms_state(module, name)
+    dkms_installed, dkms = dkms_state(module, name) if params["gather_dkms"] else (None, None)
     return {
         "host": host,
         "module": module_state(module, name, kernel),
@@ -571,6 +581,7 @@ def main():
             preflight_ignore=dict(type="list", elements="str", default=[]),
             signing_key=dict(type="str", default="", no_log=False),
             signing_cert=dict(type="str", default=""),
+            gather_dkms=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )

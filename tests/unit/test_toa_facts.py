@@ -98,6 +98,14 @@ def test_loaded_module_with_params_stats_and_dkms(fakehost, run_module, fake_com
                             "arch": "x86_64", "state": "installed", "notes": ""}]
 
 
+def test_gather_dkms_false_runs_no_dkms(fakehost, run_module, fake_commands):
+    fake_commands.add(["modinfo", "-k", "6.1.0-18-amd64", "-n", "toa"], rc=1)
+    toa = facts(run_module, {"gather_dkms": False})
+    assert toa["dkms"] is None and toa["dkms_installed"] is None
+    assert [call for call in fake_commands.calls if call[0] == "dkms"] == []
+    assert toa["route"]["route"] == "module"  # everything else is still read
+
+
 def test_available_without_modinfo_uses_modules_dep(fakehost, run_module):
     write(fakehost, "/lib/modules/6.1.0-18-amd64/modules.dep",
           "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko\nupdates/dkms/toa.ko.xz:\n")
