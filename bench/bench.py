@@ -162,6 +162,14 @@ def build_rows(res):
     if base or role:
         row('first converge: baseline.sh', 's', base, None, None)
         row('first converge: role (module route)', 's', role, base, 'first')
+        # Each repetition's pair ran back to back on the same machine: when the
+        # machine's load changes between repetitions, these ratios are the fairer view.
+        by_rep = first.get('by_rep', {})
+        pairs = [v['role'] / v['baseline'] for _, v in sorted(by_rep.items())
+                 if v.get('role') and v.get('baseline')]
+        if pairs:
+            row('first converge: role / baseline.sh of each repetition', 'ratio',
+                summarize(pairs), None, None)
     rerun = summarize(first.get('rerun_s', []))
     if rerun:
         changed = first.get('rerun_changed', [])
@@ -345,6 +353,7 @@ class Bench:
             self.error('baseline.sh, repetition %d' % rep, text)
             return
         self.res['first']['baseline_s'].append(round(secs, 2))
+        self.res['first'].setdefault('by_rep', {}).setdefault(str(rep), {})['baseline'] = secs
         self.log('baseline.sh: %.1f s' % secs)
 
     def one_role(self, rep):
@@ -357,6 +366,7 @@ class Bench:
             self.error('first converge, repetition %d' % rep, text)
             return
         self.res['first']['role_s'].append(round(secs, 2))
+        self.res['first'].setdefault('by_rep', {}).setdefault(str(rep), {})['role'] = secs
         rc2, text2, secs2 = self.playbook('site.yml', inv, 'rerun-%d' % rep, extra)
         if rc2 != 0:
             self.error('rerun, repetition %d' % rep, text2)

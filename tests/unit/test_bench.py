@@ -94,12 +94,17 @@ def test_cpu_busy_seconds_counts_all_but_idle_and_iowait():
 def test_rows_compare_each_figure_with_its_baseline_and_target():
     res = {"config": {"forks_for": {"1": 1, "100": 10}},
            "first": {"baseline_s": [100, 110, 120], "role_s": [150, 140, 160],
-                     "rerun_s": [20, 21, 22], "rerun_changed": [0, 0, 0], "reboots": [0, 0, 0]},
+                     "rerun_s": [20, 21, 22], "rerun_changed": [0, 0, 0], "reboots": [0, 0, 0],
+                     # repetition 2's role run failed: no pair for it
+                     "by_rep": {"1": {"baseline": 100, "role": 150}, "2": {"baseline": 110},
+                                "3": {"baseline": 120, "role": 132}}},
            "hook": bench.parse_measures(MEASURES),
            "scale": {"1": [10, 11, 12], "100": [40, 41, 42]}}
     rows = {r["figure"]: r for r in bench.build_rows(res)}
     role = rows["first converge: role (module route)"]
     assert role["ratio"] == pytest.approx(150 / 110) and role["met"] == "no"
+    pairs = rows["first converge: role / baseline.sh of each repetition"]["value"]
+    assert pairs["n"] == 2 and pairs["min"] == pytest.approx(1.1) and pairs["max"] == 1.5
     rerun = rows["rerun: role"]
     assert rerun["ratio"] == pytest.approx(21 / 150) and rerun["met"] == "yes"
     assert rerun["note"] == "changed=0,0,0"
