@@ -133,6 +133,7 @@ class Dkms:
             module.fail_json(msg="dkms was not found on the host: install the dkms package "
                                  "(EPEL on CentOS/RHEL) before building the %s module" % self.name)
         self.ref = "%s/%s" % (self.name, self.version)
+        self.entries = []
 
     def status(self):
         rc, out, err = self.module.run_command([self.dkms, "status"])
@@ -189,7 +190,7 @@ class Dkms:
         self.module.fail_json(msg=msg, **extra)
 
     def present(self):
-        entries = self.status()
+        entries = self.entries = self.status()
         state = self.kernel_state(entries)
         if state == "absent":
             source = self.module.params["source"] or "/usr/src/%s-%s" % (self.name, self.version)
@@ -259,7 +260,12 @@ def main():
         state = dkms.present()
     else:
         state = dkms.absent()
-    status = dkms.status() if module.params["state"] == "present" or dkms.changed else []
+    if dkms.changed:
+        status = dkms.status()
+    else:
+        # Nothing ran: what `dkms status` said at the start still holds
+        # (one dkms run less on every rerun; dkms is a slow shell script).
+        status = dkms.entries if module.params["state"] == "present" else []
     if not dkms.check:
         if module.params["state"] == "present":
             state = dkms.kernel_state(status)

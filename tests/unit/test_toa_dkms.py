@@ -117,9 +117,13 @@ def test_fresh_install_adds_builds_installs_then_is_idempotent(dkms, run_module,
     assert result["state"] == "installed" and result["kernel"] == KERNEL
     assert result["status"] == [{"module": "toa", "version": "1.0.0", "kernel": KERNEL,
                                  "arch": "x86_64", "state": "installed", "notes": ""}]
+    before = len(fake_commands.calls)
     again = run_module(toa_dkms, ARGS)
     assert again["changed"] is False and again["commands"] == []
     assert "already installed" in again["msg"]
+    # a rerun asks `dkms status` once and reports what it said
+    assert [call[1] for call in fake_commands.calls[before:]] == ["status"]
+    assert again["status"] == result["status"] and again["state"] == "installed"
 
 
 def test_built_module_is_only_installed(dkms, run_module):
