@@ -326,11 +326,18 @@ class Bench:
 
     def guest_busy(self):
         """Busy CPU seconds of the guest so far (None if unreadable)."""
-        rc, text, _ = self.ssh('head -1 /proc/stat', 'guest-cpu', timeout=120)
-        try:
-            return cpu_busy_seconds(text) if rc == 0 else None
-        except ValueError:
-            return None
+        for attempt in range(3):
+            # right after the sshd reload a new connection may be reset: try again
+            if attempt:
+                time.sleep(3)
+            rc, text, _ = self.ssh('head -1 /proc/stat', 'guest-cpu', timeout=120)
+            if rc != 0:
+                continue
+            try:
+                return cpu_busy_seconds(text)
+            except ValueError:
+                continue
+        return None
 
     def playbook(self, playbook, inventory, tag, extra=(), forks=None):
         argv = [os.path.join(self.a.venv, 'bin', 'ansible-playbook'), '-i', inventory,
