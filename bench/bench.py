@@ -191,6 +191,19 @@ def build_rows(res):
             summarize(hook.get('TUN conn/s with', [])), tun_without, None)
         row('hook: proxied handshake, TOA option on every one', 'conn/s',
             summarize(hook.get('TUN conn/s TOA with', [])), tun_without, 'hook_toa')
+        # each i-th run with TOA loaded ran right after the i-th without
+        for label, with_key, without_key, key in (
+                ('hook: loopback, loaded / unloaded of each pair', 'conn/s with',
+                 'conn/s without', 'hook_conn'),
+                ('hook: TOA option on every handshake / unloaded, each pair',
+                 'TUN conn/s TOA with', 'TUN conn/s without', 'hook_toa')):
+            pairs = [w / wo for w, wo in zip(hook.get(with_key, []), hook.get(without_key, []))
+                     if wo]
+            if pairs:
+                s = summarize(pairs)
+                rows.append({'figure': label, 'unit': 'ratio', 'value': s, 'baseline': None,
+                             'ratio': s['median'], 'target': TARGETS.get(key),
+                             'met': verdict(s['median'], TARGETS.get(key)), 'note': ''})
         gp_without = summarize(hook.get('getpeername/s plain without', []))
         row('hook: getpeername() loop, TOA unloaded', 'calls/s', gp_without, None, None)
         row('hook: getpeername() loop, TOA loaded', 'calls/s',
@@ -515,7 +528,9 @@ def parse_args(argv):
                     help='upper bound on forks for verify.yml (20, as in ansible.cfg; every '
                          'alias has its own ssh connection)')
     ap.add_argument('--hook-reps', type=int, default=5, help='alternating runs of the hook bench (5)')
-    ap.add_argument('--rate-n', type=int, default=1500, help='connections per hook bench run (1500)')
+    ap.add_argument('--rate-n', type=int, default=6000,
+                    help='connections per hook bench run (6000: a few seconds each on an idle '
+                         'emulated guest; shorter runs are mostly noise)')
     ap.add_argument('--only', default=','.join(PARTS), help='parts to run: first,scale,hook')
     ap.add_argument('--out', default='', help='results directory ($TOA_CACHE/bench/<time>)')
     ap.add_argument('--keep', action='store_true', help='leave the last guest running')

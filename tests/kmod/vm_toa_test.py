@@ -501,10 +501,11 @@ def t_bench(ko, l4, reps, n):
         held.close()
         runs['TUN conn/s with'].append(tun_rate(l4, n_tun))
         runs['TUN conn/s TOA with'].append(tun_rate(l4, n_tun, opt))
+    # runs in the order they ran: the i-th run without and the i-th with are
+    # neighbours in time, so their ratio cancels slow drift of the machine
     for k, v in runs.items():
-        v.sort()
         print('MEASURE bench %-30s median %.0f  (runs: %s)'
-              % (k, v[len(v) // 2], ', '.join('%.0f' % x for x in v)))
+              % (k, sorted(v)[len(v) // 2], ', '.join('%.0f' % x for x in v)))
     sv.close()
     cl.close()
     lst.close()

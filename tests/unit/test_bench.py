@@ -110,6 +110,11 @@ def test_rows_compare_each_figure_with_its_baseline_and_target():
     assert rerun["note"] == "changed=0,0,0"
     hook = rows["hook: same, TOA loaded"]
     assert hook["ratio"] == pytest.approx(1480 / 1510) and hook["met"] == "yes"
+    # runs in run order: pairs 1401/1490, 1480/1510, 1502/1533
+    pairs = rows["hook: loopback, loaded / unloaded of each pair"]
+    assert pairs["value"]["n"] == 3 and pairs["ratio"] == pytest.approx(1502 / 1533)
+    assert pairs["value"]["min"] == pytest.approx(1401 / 1490) and pairs["met"] == "yes"
+    assert "hook: TOA option on every handshake / unloaded, each pair" not in rows  # no TUN without
     scale = rows["verify.yml over 100 aliases"]
     assert scale["ratio"] == pytest.approx(41 / 11) and scale["met"] == "no"
     assert scale["note"] == "forks 10"
