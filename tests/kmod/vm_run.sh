@@ -9,6 +9,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../../scripts/env.sh
+. "$root/scripts/env.sh"   # TOA_CACHE, where toavm.py keeps each guest's console
 name=$1
 shift
 vm() { python3 "$root/scripts/toavm.py" "$@"; }
@@ -44,7 +46,7 @@ rc=0
 timeout --kill-after=30 $((limit + 120)) python3 "$root/scripts/toavm.py" ssh "$name" -- \
 	timeout --kill-after=30 "$limit" python3 "/root/$test" --ko /root/toa-src/toa.ko "$@" || rc=$?
 if [ "$rc" != 0 ]; then
-	console="${TOA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toa-fleet}/run/$name/console.log"
+	console="$TOA_CACHE/run/$name/console.log"
 	echo "vm_run.sh: $test failed (rc $rc); last kernel console lines of $name ($console):" >&2
 	tail -n 80 "$console" >&2 || true
 fi
