@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -271,6 +272,8 @@ class Bench:
             with open(path) as f:
                 self.state = json.load(f)
         self.nlog = 0
+        # per-alias ssh control sockets; short, as a unix socket path has at most 107 bytes
+        self.control_dir = '/tmp/toabench-cp.%d' % os.getpid()
 
     def log(self, msg):
         print('[%s] %s' % (time.strftime('%H:%M:%S'), msg), flush=True)
@@ -330,11 +333,9 @@ class Bench:
 
     def inventory(self, count, prefix):
         path = os.path.join(self.out, 'inventory-%d.json' % count)
-        # short: a unix socket path has at most 107 bytes
-        control_dir = '/tmp/toabench-cp.%d' % os.getpid()
-        os.makedirs(control_dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
         with open(path, 'w') as f:
-            json.dump(alias_inventory(self.state, count, prefix, control_dir), f, indent=1)
+            json.dump(alias_inventory(self.state, count, prefix, self.control_dir), f, indent=1)
         return path
 
     def guest_busy(self):
@@ -504,6 +505,8 @@ class Bench:
                 self.down()
             self.res['config']['wall_s'] = round(time.monotonic() - t0, 1)
             md = self.save()
+            # the per-alias ssh control sockets (their masters expire by themselves)
+            shutil.rmtree(self.control_dir, ignore_errors=True)
         print('\n' + md)
         print('bench: %.0f s in all; results and logs in %s' % (time.monotonic() - t0, self.out))
         if self.res['errors']:
