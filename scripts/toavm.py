@@ -395,8 +395,16 @@ def proxy_cmd():
     return cmd.replace(",", ",,")  # QEMU option syntax: a literal comma is doubled
 
 
-def qemu_cmd(d, image_overlay, port, accel, mem, smp):
-    cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+def qemu_cmd(d, image_overlay, port, accel, mem, smp, icount=None):
+    if accel == "kvm":
+        cpu = ["-accel", "kvm", "-cpu", "host"]
+    elif icount is None:
+        cpu = ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    else:
+        # The guest's clock counts executed instructions (2**icount ns
+        # each), so CPU-bound timings inside it do not depend on how busy
+        # the host is.  Needs single-threaded TCG: all vCPUs on one thread.
+        cpu = ["-accel", "tcg,thread=single", "-cpu", "max", "-icount", "shift=%d,sleep=on" % icount]
     return ["qemu-system-x86_64", "-name", os.path.basename(d), *cpu, "-m", str(mem), "-smp", str(smp),
             "-drive", "file=%s,if=virtio,cache=unsafe,discard=unmap" % image_overlay,
             # restrict=on: the guest reaches nothing but the SSH forward and
@@ -411,7 +419,7 @@ def qemu_cmd(d, image_overlay, port, accel, mem, smp):
             "-pidfile", os.path.join(d, "qemu.pid"), "-daemonize"]
 
 
-def start(name, guest, accel, mem, smp, boot_timeout):
+def start(name, guest, accel, mem, smp, boot_timeout, icount=None):
     d = state_dir(name)
     if os.path.exists(os.path.join(d, "state.json")):
         st = load_state(name)
@@ -423,13 +431,13 @@ def start(name, guest, accel, mem, smp, boot_timeout):
     overlay = os.path.join(d, "overlay.qcow2")
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay])
     port = free_port()
-    q = subprocess.run(qemu_cmd(d, overlay, port, accel, mem, smp), capture_output=True, text=True)
+    q = subprocess.run(qemu_cmd(d, overlay, port, accel, mem, smp, icount), capture_output=True, text=True)
     if q.returncode != 0:
         raise SystemExit("toavm: QEMU (%s) failed to start %r: %s" % (accel, name, q.stderr.strip()))
     with open(os.path.join(d, "qemu.pid")) as f:
         pid = int(f.read().strip())
     st = {"name": name, "guest": guest, "port": port, "pid": pid, "key": KEY, "accel": accel,
-          "dir": d, "console": os.path.join(d, "console.log"), "image": base,
+          "icount": icount, "dir": d, "console": os.path.join(d, "console.log"), "image": base,
           "started": time.time(), "python": "/usr/bin/python3"}
     with open(os.path.join(d, "state.json"), "w") as f:
         json.dump(st, f, indent=1)
@@ -494,8 +502,13 @@ def stop(name):
 
 
 def cmd_up(args):
-    accel = args.accel or detect_accel()
-    st = start(args.name, args.guest, accel, args.mem, args.smp, args.boot_timeout)
+    if args.icount is not None:
+        if args.accel == "kvm":
+            raise SystemExit("toavm: --icount needs TCG: drop --accel kvm")
+        accel = "tcg"
+    else:
+        accel = args.accel or detect_accel()
+    st = start(args.name, args.guest, accel, args.mem, args.smp, args.boot_timeout, args.icount)
     if not st:
         tail = ""
         con = os.path.join(state_dir(args.name), "console.log")
@@ -592,6 +605,9 @@ def main():
     p.add_argument("--mem", type=int, default=1024)
     p.add_argument("--smp", type=int, default=2)
     p.add_argument("--boot-timeout", type=int, default=300)
+    p.add_argument("--icount", type=int, metavar="SHIFT", choices=range(0, 11),
+                   help="TCG with an instruction-counted guest clock (2**SHIFT ns per instruction): "
+                   "for benchmarks that must not depend on host load")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("ssh")
     p.add_argument("name")
