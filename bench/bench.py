@@ -13,9 +13,13 @@ first     the role's first converge (playbooks/site.yml, toa_strategy=module)
           (/proc/sys/kernel/random/boot_id before the first run and after the rerun)
 scale     playbooks/verify.yml over 1, 10 and 100 inventory aliases of one
           guest (distinct names, same address, port and key)
-hook      accept + getpeername() rates on loopback with TOA unloaded and loaded,
-          and proxied handshakes with a TOA option on every connection
-          (tests/kmod/vm_toa_test.py --bench, in the guest)
+hook      accept + getpeername() rates on loopback with TOA unloaded, loaded, and
+          unloaded again (an A/A control of the noise), and proxied handshakes with a
+          TOA option on every connection (tests/kmod/vm_toa_test.py --bench, in the
+          guest), on two time bases: the wall clock of the converged guest (host load
+          shows up as noise), and a fresh one-vCPU guest whose clock counts executed
+          instructions (QEMU -icount), where runs repeat to within a few tenths of a
+          percent and a ratio is a ratio of instructions spent
 
 Prints a table (min / median / max over the runs, the ratio of medians to the
 baseline and the target) and writes results.json, results.md and every log to
@@ -28,6 +32,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -41,6 +46,9 @@ BASELINE = os.path.join(ROOT, 'bench', 'baseline.sh')
 VM_TEST = os.path.join(ROOT, 'tests', 'kmod', 'vm_toa_test.py')
 SSH_ARGS = '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
 PARTS = ('first', 'scale', 'hook')
+# QEMU -icount shift: each guest instruction advances the guest clock by
+# 2**shift ns (4 ns: about what this host emulates per instruction)
+ICOUNT_SHIFT = 2
 
 # (key, label, unit, target ratio, 'max' if the ratio must stay at or below the
 # target, 'min' if at or above it)
@@ -157,6 +165,16 @@ def build_rows(res):
         rows.append({'figure': figure, 'unit': unit, 'value': value, 'baseline': base,
                      'ratio': r, 'target': target, 'met': verdict(r, target), 'note': note})
 
+    def pair_row(figure, pairs, key, note=''):
+        """Ratios of runs that ran side by side (same repetition): their
+        median is the ratio, judged against the target of @key."""
+        s = summarize(pairs)
+        if s:
+            target = TARGETS.get(key)
+            rows.append({'figure': figure, 'unit': 'ratio', 'value': s, 'baseline': None,
+                         'ratio': s['median'], 'target': target,
+                         'met': verdict(s['median'], target), 'note': note})
+
     first = res.get('first', {})
     base = summarize(first.get('baseline_s', []))
     role = summarize(first.get('role_s', []))
@@ -166,11 +184,9 @@ def build_rows(res):
         # Each repetition's pair ran back to back on the same machine: when the
         # machine's load changes between repetitions, these ratios are the fairer view.
         by_rep = first.get('by_rep', {})
-        pairs = [v['role'] / v['baseline'] for _, v in sorted(by_rep.items())
-                 if v.get('role') and v.get('baseline')]
-        if pairs:
-            row('first converge: role / baseline.sh of each repetition', 'ratio',
-                summarize(pairs), None, None)
+        pair_row('first converge: role / baseline.sh of each repetition',
+                 [v['role'] / v['baseline'] for _, v in sorted(by_rep.items())
+                  if v.get('role') and v.get('baseline')], 'first')
     rerun = summarize(first.get('rerun_s', []))
     if rerun:
         changed = first.get('rerun_changed', [])
@@ -180,40 +196,48 @@ def build_rows(res):
     if reboots:
         row('reboots per host (module route)', 'count', summarize(reboots), None, None,
             'target 0; package/kernel routes: 1 by the role\'s logic, not measured here')
-    hook = res.get('hook', {})
-    if hook:
-        without = summarize(hook.get('conn/s without', []))
-        row('hook: loopback accept+getpeername, TOA unloaded', 'conn/s', without, None, None)
-        row('hook: same, TOA loaded', 'conn/s', summarize(hook.get('conn/s with', [])),
-            without, 'hook_conn')
-        tun_without = summarize(hook.get('TUN conn/s without', []))
-        row('hook: proxied handshake, TOA unloaded', 'conn/s', tun_without, None, None)
-        row('hook: proxied handshake, TOA loaded, no option', 'conn/s',
-            summarize(hook.get('TUN conn/s with', [])), tun_without, None)
-        row('hook: proxied handshake, TOA option on every one', 'conn/s',
-            summarize(hook.get('TUN conn/s TOA with', [])), tun_without, 'hook_toa')
-        # each i-th run with TOA loaded ran right after the i-th without
-        for label, with_key, without_key, key in (
-                ('hook: loopback, loaded / unloaded of each pair', 'conn/s with',
-                 'conn/s without', 'hook_conn'),
-                ('hook: TOA option on every handshake / unloaded, each pair',
-                 'TUN conn/s TOA with', 'TUN conn/s without', 'hook_toa')):
-            pairs = [w / wo for w, wo in zip(hook.get(with_key, []), hook.get(without_key, []))
-                     if wo]
-            if pairs:
-                s = summarize(pairs)
-                rows.append({'figure': label, 'unit': 'ratio', 'value': s, 'baseline': None,
-                             'ratio': s['median'], 'target': TARGETS.get(key),
-                             'met': verdict(s['median'], TARGETS.get(key)), 'note': ''})
-        gp_without = summarize(hook.get('getpeername/s plain without', []))
-        row('hook: getpeername() loop, TOA unloaded', 'calls/s', gp_without, None, None)
-        row('hook: getpeername() loop, TOA loaded', 'calls/s',
-            summarize(hook.get('getpeername/s plain with', [])), gp_without, None)
-        row('hook: getpeername() loop on a TOA socket', 'calls/s',
-            summarize(hook.get('getpeername/s TOA socket with', [])), gp_without, None)
+    for res_key, clock in (('hook_icount', 'instruction clock'), ('hook', 'wall clock')):
+        hook = res.get(res_key, {})
+        if not hook:
+            continue
+
+        def rates(key, hook=hook):
+            return summarize(hook.get(key, []))
+
+        def pairs(with_key, without_key, hook=hook):
+            # the i-th run of each block ran in the same repetition
+            return [w / wo for w, wo in zip(hook.get(with_key, []), hook.get(without_key, []))
+                    if wo]
+
+        h = 'hook, %s: ' % clock
+        without = rates('conn/s without')
+        row(h + 'loopback accept+getpeername, TOA unloaded', 'conn/s', without, None, None)
+        row(h + 'same, TOA loaded', 'conn/s', rates('conn/s with'), without, 'hook_conn')
+        row(h + 'same, unloaded again (A/A control)', 'conn/s', rates('conn/s without again'),
+            without, None, 'how far two identical runs land apart')
+        pair_row(h + 'loopback, loaded / unloaded of each repetition',
+                 pairs('conn/s with', 'conn/s without'), 'hook_conn')
+        pair_row(h + 'loopback, unloaded again / unloaded (noise)',
+                 pairs('conn/s without again', 'conn/s without'), None)
+        tun_without = rates('TUN conn/s without')
+        row(h + 'proxied handshake, TOA unloaded', 'conn/s', tun_without, None, None)
+        row(h + 'proxied handshake, TOA loaded, no option', 'conn/s',
+            rates('TUN conn/s with'), tun_without, None)
+        row(h + 'proxied handshake, TOA option on every one', 'conn/s',
+            rates('TUN conn/s TOA with'), tun_without, 'hook_toa')
+        pair_row(h + 'TOA option on every handshake / unloaded, each repetition',
+                 pairs('TUN conn/s TOA with', 'TUN conn/s without'), 'hook_toa')
+        gp_without = rates('getpeername/s plain without')
+        row(h + 'getpeername() loop, TOA unloaded', 'calls/s', gp_without, None, None)
+        row(h + 'getpeername() loop, TOA loaded', 'calls/s',
+            rates('getpeername/s plain with'), gp_without, None)
+        row(h + 'getpeername() loop on a TOA socket', 'calls/s',
+            rates('getpeername/s TOA socket with'), gp_without, None)
     scale = res.get('scale', {})
     busy = res.get('scale_guest_busy', {})
+    ctl = res.get('scale_controller_cpu', {})
     one = summarize(scale.get('1', []))
+    ctl_one = summarize(ctl.get('1', []))
     for count in sorted(scale, key=int):
         s = summarize(scale[count])
         b = summarize(busy.get(count, []))
@@ -221,6 +245,12 @@ def build_rows(res):
             None if count == '1' else one, 'scale100' if count == '100' else None,
             'forks %s%s' % (res.get('config', {}).get('forks_for', {}).get(count, '?'),
                             '; guest CPU busy %s s (median)' % _num(b['median']) if b else ''))
+    # what the controller itself spends: the part that does not shrink when
+    # every alias is a host of its own
+    for count in sorted(ctl, key=int):
+        row('controller CPU, verify.yml over %s alias%s' % (count, '' if count == '1' else 'es'),
+            'CPU s', summarize(ctl[count]), None if count == '1' else ctl_one, None,
+            'ansible-playbook and its forks on this machine')
     return rows
 
 
@@ -272,6 +302,7 @@ class Bench:
             with open(path) as f:
                 self.state = json.load(f)
         self.nlog = 0
+        self.last_cpu = 0.0      # CPU seconds of the last run() and its descendants
         # per-alias ssh control sockets; short, as a unix socket path has at most 107 bytes
         self.control_dir = '/tmp/toabench-cp.%d' % os.getpid()
 
@@ -283,6 +314,7 @@ class Bench:
         self.nlog += 1
         path = os.path.join(self.out, '%02d-%s.log' % (self.nlog, tag))
         t0 = time.monotonic()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             # stdin from /dev/null: ansible-playbook refuses a non-blocking stdin
             # (which a backgrounded bench would pass on)
@@ -297,8 +329,13 @@ class Bench:
                 text = text.decode('utf-8', 'replace')
             rc, text = 124, text + '\n[bench] timed out after %d s\n' % timeout
         secs = time.monotonic() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # CPU of the command and of every descendant it waited for (the
+        # forks, their ssh clients; not the ssh masters, which detach)
+        self.last_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         with open(path, 'w') as f:
-            f.write('$ %s\n%s\n[bench] rc=%d in %.1f s\n' % (shlex.join(argv), text, rc, secs))
+            f.write('$ %s\n%s\n[bench] rc=%d in %.1f s, %.1f CPU s on this machine\n'
+                    % (shlex.join(argv), text, rc, secs, self.last_cpu))
         return rc, text, secs
 
     def error(self, what, text):
@@ -311,12 +348,16 @@ class Bench:
         self.run([sys.executable, TOAVM, 'down', self.guest], 'down', timeout=300)
         self.state = None
 
-    def fresh_guest(self):
+    def fresh_guest(self, icount=None):
+        """A new guest from the base image; with @icount (a shift), one whose
+        clock counts instructions instead (one vCPU: QEMU's instruction
+        counting does not bring up a second one here)."""
         self.down()
-        rc, text, secs = self.run([sys.executable, TOAVM, 'up', self.guest, '--guest',
-                                   self.a.guest, '--smp', str(self.a.smp),
-                                   '--boot-timeout', str(self.a.boot_timeout)], 'up',
-                                  timeout=self.a.boot_timeout + 300)
+        argv = [sys.executable, TOAVM, 'up', self.guest, '--guest', self.a.guest,
+                '--boot-timeout', str(self.a.boot_timeout)]
+        argv += ['--smp', '1', '--icount', str(icount)] if icount is not None \
+            else ['--smp', str(self.a.smp)]
+        rc, text, secs = self.run(argv, 'up', timeout=self.a.boot_timeout + 300)
         if rc != 0:
             raise RuntimeError('toavm up %s failed:\n%s' % (self.guest, text[-2000:]))
         self.state = json.loads(text.strip().splitlines()[-1])
@@ -421,11 +462,13 @@ class Bench:
                 return True
         if not self.a.use_running:
             self.fresh_guest()
+        return self.converge('converge-for-scale')
+
+    def converge(self, tag):
         inv = self.inventory(1, self.a.prefix + 'host')
-        rc, text, _ = self.playbook('site.yml', inv, 'converge-for-scale',
-                                    ['-e', 'toa_strategy=module'])
+        rc, text, _ = self.playbook('site.yml', inv, tag, ['-e', 'toa_strategy=module'])
         if rc != 0:
-            self.error('converge before scale/hook', text)
+            self.error('converge before scale/hook (%s)' % tag, text)
             return False
         return True
 
@@ -449,6 +492,7 @@ class Bench:
                 before = self.guest_busy()
                 rc, text, secs = self.playbook('verify.yml', inv, 'verify-%d-%d' % (count, rep),
                                                forks=forks)
+                ctl = self.last_cpu
                 after = self.guest_busy()
                 if before is not None and after is not None:
                     busy.setdefault(str(count), []).append(round(after - before, 1))
@@ -459,11 +503,25 @@ class Bench:
                                'failed or unreachable: %s)' % (count, rep, len(recap), bad[:5]), text)
                     continue
                 scale.setdefault(str(count), []).append(round(secs, 2))
-                self.log('verify.yml over %d aliases (forks %d): %.1f s, guest CPU busy %s s'
-                         % (count, forks, secs, busy.get(str(count), ['?'])[-1]))
+                self.res.setdefault('scale_controller_cpu', {}).setdefault(
+                    str(count), []).append(round(ctl, 1))
+                self.log('verify.yml over %d aliases (forks %d): %.1f s, guest CPU busy %s s, '
+                         'controller CPU %.1f s' % (count, forks, secs,
+                                                    busy.get(str(count), ['?'])[-1], ctl))
                 self.save()
 
-    def part_hook(self):
+    def part_hook(self, clock):
+        """The hook bench on the guest converged by the role: 'wall' on the
+        current guest, 'icount' on a fresh one with an instruction clock."""
+        key, n = ('hook', self.a.rate_n) if clock == 'wall' else ('hook_icount', self.a.icount_n)
+        if clock == 'icount':
+            try:
+                self.fresh_guest(icount=ICOUNT_SHIFT)
+            except RuntimeError as exc:
+                self.error('instruction-clock guest', str(exc))
+                return
+            if not self.converge('converge-for-icount-hook'):
+                return
         rc, text, _ = self.run([sys.executable, TOAVM, 'copy-to', self.guest, VM_TEST,
                                 '/root/vm_toa_test.py'], 'copy-vm-test')
         if rc != 0:
@@ -471,15 +529,15 @@ class Bench:
             return
         cmd = ('ko=$(modinfo -n toa) && nproc && python3 /root/vm_toa_test.py --ko "$ko" '
                '--bench %d --rate-n %d; rc=$?; modprobe toa; exit $rc'
-               % (self.a.hook_reps, self.a.rate_n))
-        rc, text, secs = self.ssh(cmd, 'hook', timeout=3600)
+               % (self.a.hook_reps, n))
+        rc, text, secs = self.ssh(cmd, 'hook-' + clock, timeout=3600)
         measures = parse_measures(text)
         if rc != 0 or not measures:
-            self.error('hook bench', text)
+            self.error('hook bench (%s clock)' % clock, text)
             return
-        self.res['hook'] = measures
-        self.res['config']['guest_vcpus'] = text.strip().splitlines()[0]
-        self.log('hook bench: %.0f s' % secs)
+        self.res[key] = measures
+        self.res['config']['guest_vcpus_' + clock] = text.strip().splitlines()[0]
+        self.log('hook bench (%s clock): %.0f s' % (clock, secs))
 
     def save(self):
         rows = build_rows(self.res)
@@ -495,11 +553,15 @@ class Bench:
         try:
             if 'first' in self.a.only:
                 self.part_first()
-            if ('scale' in self.a.only or 'hook' in self.a.only) and self.ensure_converged():
-                if 'hook' in self.a.only:      # the quick one first
-                    self.part_hook()
+            wall = 'hook' in self.a.only and self.a.hook_clock in ('wall', 'both')
+            if ('scale' in self.a.only or wall) and self.ensure_converged():
+                if wall:      # the quick one first
+                    self.part_hook('wall')
                 if 'scale' in self.a.only:
                     self.part_scale()
+            # last: it replaces the guest with one of its own
+            if 'hook' in self.a.only and self.a.hook_clock in ('icount', 'both'):
+                self.part_hook('icount')
         finally:
             if not self.a.keep and not self.a.use_running:
                 self.down()
@@ -534,6 +596,13 @@ def parse_args(argv):
     ap.add_argument('--rate-n', type=int, default=6000,
                     help='connections per hook bench run (6000: a few seconds each on an idle '
                          'emulated guest; shorter runs are mostly noise)')
+    ap.add_argument('--hook-clock', default='both', choices=('both', 'icount', 'wall'),
+                    help='time base of the hook bench: an instruction-counted guest clock '
+                         '(a fresh one-vCPU guest whose timings do not depend on host load), '
+                         'the wall clock of the converged guest, or both (both)')
+    ap.add_argument('--icount-n', type=int, default=2000,
+                    help='connections per hook bench run on the instruction clock (2000: runs '
+                         'repeat to within 0.3%% there)')
     ap.add_argument('--only', default=','.join(PARTS), help='parts to run: first,scale,hook')
     ap.add_argument('--out', default='', help='results directory ($TOA_CACHE/bench/<time>)')
     ap.add_argument('--keep', action='store_true', help='leave the last guest running')
@@ -561,8 +630,14 @@ def parse_args(argv):
                                                                       ', '.join(PARTS)))
     if a.use_running and 'first' in a.only:
         problems.append('--use-running measures only scale and hook: add --only scale,hook')
+    if a.use_running and 'hook' in a.only and a.hook_clock != 'wall':
+        problems.append('--use-running cannot change the running guest\'s clock: '
+                        'add --hook-clock wall')
     if a.forks < 1:
         problems.append('--forks must be at least 1')
+    if a.icount_n < 100 or a.rate_n < 100:
+        problems.append('--icount-n must be at least 100 and --rate-n too: fewer connections '
+                        'measure mostly the start of a run')
     if problems:
         ap.error('; '.join(problems))
     return a

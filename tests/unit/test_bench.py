@@ -20,6 +20,7 @@ MEASURES = """\
 PASS something
 MEASURE bench conn/s without                 median 1510  (runs: 1490, 1510, 1533)
 MEASURE bench conn/s with                    median 1480  (runs: 1401, 1480, 1502)
+MEASURE bench conn/s without again           median 1500  (runs: 1500, 1505, 1460)
 MEASURE bench TUN conn/s TOA with            median 301  (runs: 299, 301, 305)
 MEASURE overhead with      module: 1 conn/s (connect+accept+getpeername), 2 getpeername/s
 """
@@ -60,6 +61,7 @@ def test_parse_measures_reads_the_runs_of_each_label():
     got = bench.parse_measures(MEASURES)
     assert got == {"conn/s without": [1490.0, 1510.0, 1533.0],
                    "conn/s with": [1401.0, 1480.0, 1502.0],
+                   "conn/s without again": [1500.0, 1505.0, 1460.0],
                    "TUN conn/s TOA with": [299.0, 301.0, 305.0]}
 
 
@@ -108,13 +110,23 @@ def test_rows_compare_each_figure_with_its_baseline_and_target():
     rerun = rows["rerun: role"]
     assert rerun["ratio"] == pytest.approx(21 / 150) and rerun["met"] == "yes"
     assert rerun["note"] == "changed=0,0,0"
-    hook = rows["hook: same, TOA loaded"]
+    hook = rows["hook, wall clock: same, TOA loaded"]
     assert hook["ratio"] == pytest.approx(1480 / 1510) and hook["met"] == "yes"
-    # runs in run order: pairs 1401/1490, 1480/1510, 1502/1533
-    pairs = rows["hook: loopback, loaded / unloaded of each pair"]
+    # runs by repetition: pairs 1401/1490, 1480/1510, 1502/1533
+    pairs = rows["hook, wall clock: loopback, loaded / unloaded of each repetition"]
     assert pairs["value"]["n"] == 3 and pairs["ratio"] == pytest.approx(1502 / 1533)
     assert pairs["value"]["min"] == pytest.approx(1401 / 1490) and pairs["met"] == "yes"
-    assert "hook: TOA option on every handshake / unloaded, each pair" not in rows  # no TUN without
+    noise = rows["hook, wall clock: loopback, unloaded again / unloaded (noise)"]
+    assert noise["ratio"] == pytest.approx(1505 / 1510) and noise["met"] == "-"
+    assert noise["value"]["min"] == pytest.approx(1460 / 1533)
+    # no TUN run without the module: no ratio for the option on every handshake
+    assert "hook, wall clock: TOA option on every handshake / unloaded, each repetition" not in rows
+    # the instruction clock gets rows of its own, judged on their own
+    res["hook_icount"] = {"conn/s without": [1963.0, 1962.0], "conn/s with": [1927.0, 1925.0]}
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    icount = rows["hook, instruction clock: loopback, loaded / unloaded of each repetition"]
+    assert icount["ratio"] == pytest.approx((1927 / 1963 + 1925 / 1962) / 2) and icount["met"] == "yes"
+    assert rows["hook, wall clock: same, TOA loaded"]["ratio"] == pytest.approx(1480 / 1510)
     scale = rows["verify.yml over 100 aliases"]
     assert scale["ratio"] == pytest.approx(41 / 11) and scale["met"] == "no"
     assert scale["note"] == "forks 10"
@@ -132,3 +144,22 @@ def test_bad_arguments_say_what_to_change(capsys):
     assert "unknown part(s) nope" in capsys.readouterr().err
     a = bench.parse_args(["--reps", "2", "--aliases", "1,5"])
     assert a.reps == 2 and a.aliases == [1, 5] and a.only == ["first", "scale", "hook"]
+    assert a.hook_clock == "both"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--use-running", "g", "--only", "hook"])
+    assert "add --hook-clock wall" in capsys.readouterr().err
+    a = bench.parse_args(["--use-running", "g", "--only", "hook", "--hook-clock", "wall"])
+    assert a.use_running == "g" and a.hook_clock == "wall"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--icount-n", "5"])
+    assert "--icount-n must be at least 100" in capsys.readouterr().err
+
+
+def test_controller_cpu_rows_compare_with_one_alias():
+    res = {"scale": {"1": [6.6], "100": [500.0]},
+           "scale_controller_cpu": {"1": [3.0, 3.2, 3.1], "100": [95.0, 90.0, 93.0]}}
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    ctl = rows["controller CPU, verify.yml over 100 aliases"]
+    assert ctl["value"]["median"] == 93.0 and ctl["ratio"] == pytest.approx(93.0 / 3.1)
+    assert ctl["met"] == "-"      # a figure to explain the scale row, no target of its own
+    assert rows["controller CPU, verify.yml over 1 alias"]["ratio"] is None
