@@ -43,6 +43,14 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  rebuild:
+    description:
+      - With I(state=present), remove every build of this version first (as I(state=absent)
+        does) when it is registered, then add, build and install it again. For a source or a
+        signing key that changed under the same version: DKMS would otherwise keep the old
+        build. Nothing is removed when the version is not registered.
+    type: bool
+    default: false
 notes:
   - Needs root (C(become=true)) and, for building, the kernel headers of I(kernel)
     (C(/lib/modules/<kernel>/build)).
@@ -61,6 +69,12 @@ EXAMPLES = r'''
     name: toa
     version: 1.0.0
     kernel: 6.1.0-20-amd64
+
+- name: Build it again from a source that changed under the same version
+  toa_dkms:
+    name: toa
+    version: 1.0.0
+    rebuild: true
 
 - name: Remove every build of that version
   toa_dkms:
@@ -152,8 +166,7 @@ class Dkms:
                 return wanted
         if entries:
             return "added"
-        registered = os.path.isdir(host_path("/var/lib/dkms/%s/%s" % (self.name, self.version)))
-        return "added" if registered else "absent"
+        return "added" if self.registered() else "absent"
 
     def run(self, argv):
         self.commands.append(argv)
@@ -189,9 +202,21 @@ class Dkms:
             msg += " dkms said:\n%s" % "\n".join(output)
         self.module.fail_json(msg=msg, **extra)
 
+    def registered(self):
+        """Whether the DKMS tree holds this version (what `dkms status` lists)."""
+        return os.path.isdir(host_path("/var/lib/dkms/%s/%s" % (self.name, self.version)))
+
     def present(self):
-        entries = self.entries = self.status()
-        state = self.kernel_state(entries)
+        if self.module.params["rebuild"] and self.registered():
+            self.absent()
+        if self.registered() and not (self.check and self.changed):
+            entries = self.entries = self.status()
+            state = self.kernel_state(entries)
+        else:
+            # Nothing registered (or, in check mode, just "removed"): no
+            # `dkms status` run, a slow shell script on a small host.
+            self.entries = []
+            state = "absent"
         if state == "absent":
             source = self.module.params["source"] or "/usr/src/%s-%s" % (self.name, self.version)
             if not os.path.isfile(host_path(os.path.join(source, "dkms.conf"))):
@@ -223,7 +248,7 @@ class Dkms:
     def absent(self):
         # `dkms status` lists what the DKMS tree holds: no directory there, nothing
         # to remove, and no dkms run (a slow shell script on a small host).
-        if not os.path.isdir(host_path("/var/lib/dkms/%s/%s" % (self.name, self.version))):
+        if not self.registered():
             return "absent"
         argv = [self.dkms, "remove", self.ref, "--all"]
         rc, out, err = self.run(argv)
@@ -244,6 +269,7 @@ def main():
             source=dict(type="path"),
             kernel=dict(type="str"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
+            rebuild=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

@@ -250,8 +250,44 @@ def test_bad_arguments(fakehost, run_module, fake_commands, args, text):
 
 
 def test_status_filter_ignores_other_versions(fakehost, run_module, fake_commands):
+    os.makedirs(str(fakehost / "var/lib/dkms/toa/1.0.0"))   # registered, as status says
     fake_commands.add(["dkms", "status"], out=(
         "toa/0.9.0, %s, x86_64: installed\ntoa/1.0.0, %s, x86_64: installed\n" % (KERNEL, KERNEL)))
     result = run_module(toa_dkms, ARGS)
     assert result["changed"] is False
     assert [entry["version"] for entry in result["status"]] == ["1.0.0"]
+
+
+def test_fresh_install_asks_no_status_before_adding(dkms, run_module, fake_commands):
+    # nothing registered: the DKMS tree says so without running dkms
+    run_module(toa_dkms, ARGS)
+    assert actions(fake_commands) == ["add", "build", "install", "status"]
+
+
+def test_rebuild_removes_the_registered_version_first(dkms, run_module, fake_commands):
+    dkms.added = True
+    dkms.kernels[KERNEL] = "installed"
+    result = run_module(toa_dkms, dict(ARGS, rebuild=True))
+    assert result["changed"] is True and result["state"] == "installed"
+    assert result["commands"] == [
+        [DKMS, "remove", REF, "--all"],
+        [DKMS, "add", REF],
+        [DKMS, "build", REF, "-k", KERNEL],
+        [DKMS, "install", REF, "-k", KERNEL],
+    ]
+    # one `dkms status`, at the end: the removal made the start's answer moot
+    assert actions(fake_commands).count("status") == 1
+
+
+def test_rebuild_with_nothing_registered_is_a_plain_install(dkms, run_module):
+    result = run_module(toa_dkms, dict(ARGS, rebuild=True))
+    assert [argv[1] for argv in result["commands"]] == ["add", "build", "install"]
+
+
+def test_rebuild_in_check_mode_reports_and_keeps_the_build(dkms, run_module, fake_commands):
+    dkms.added = True
+    dkms.kernels[KERNEL] = "installed"
+    result = run_module(toa_dkms, dict(ARGS, rebuild=True), check_mode=True)
+    assert result["changed"] is True
+    assert [argv[1] for argv in result["commands"]] == ["remove", "add", "build", "install"]
+    assert dkms.kernels == {KERNEL: "installed"} and set(actions(fake_commands)) <= {"status"}
