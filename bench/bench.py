@@ -268,12 +268,14 @@ def render_markdown(rows):
              '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         v = r['value'] or {}
+        # ratios in the 0.9x range need their third digit
+        fmt = (lambda x: '-' if x is None else '%.3f' % x) if r['unit'] == 'ratio' else _num
         target = '-'
         if r['target']:
             target = ('<= %g' if r['target'][1] == 'max' else '>= %g') % r['target'][0]
         lines.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
-            r['figure'], r['unit'], v.get('n', 0), _num(v.get('min')), _num(v.get('median')),
-            _num(v.get('max')), '-' if r['ratio'] is None else '%.3f' % r['ratio'], target,
+            r['figure'], r['unit'], v.get('n', 0), fmt(v.get('min')), fmt(v.get('median')),
+            fmt(v.get('max')), '-' if r['ratio'] is None else '%.3f' % r['ratio'], target,
             r['met'], r['note']))
     return '\n'.join(lines) + '\n'
 
