@@ -1,0 +1,42 @@
+"""toavm.py: the QEMU command line per accelerator (command building only)."""
+
+import argparse
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+spec = importlib.util.spec_from_file_location("toavm", os.path.join(ROOT, "scripts", "toavm.py"))
+toavm = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(toavm)
+
+
+def accel_args(cmd):
+    i = cmd.index("-accel")
+    return cmd[i:cmd.index("-m")]
+
+
+def test_tcg_runs_multithreaded_without_icount():
+    cmd = toavm.qemu_cmd("/run/g", "/run/g/o.qcow2", 2222, "tcg", 1024, 2)
+    assert accel_args(cmd) == ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    assert cmd[cmd.index("-smp") + 1] == "2"
+
+
+def test_icount_uses_one_thread_and_a_fixed_shift():
+    cmd = toavm.qemu_cmd("/run/g", "/run/g/o.qcow2", 2222, "tcg", 1024, 1, icount=2)
+    assert accel_args(cmd) == ["-accel", "tcg,thread=single", "-cpu", "max",
+                               "-icount", "shift=2,sleep=on"]
+
+
+def test_kvm_uses_the_host_cpu():
+    cmd = toavm.qemu_cmd("/run/g", "/run/g/o.qcow2", 2222, "kvm", 1024, 2)
+    assert accel_args(cmd) == ["-accel", "kvm", "-cpu", "host"]
+
+
+def test_icount_with_kvm_is_refused_before_anything_starts(monkeypatch):
+    monkeypatch.setattr(toavm, "start", lambda *a, **k: pytest.fail("must not start a guest"))
+    args = argparse.Namespace(name="g", guest="debian12", accel="kvm", mem=1024, smp=1,
+                              boot_timeout=60, icount=2)
+    with pytest.raises(SystemExit, match="--icount needs TCG"):
+        toavm.cmd_up(args)
