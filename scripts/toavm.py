@@ -101,6 +101,13 @@ GUESTS = {
     "ubuntu2404": _ubuntu("noble", script="gutsy"),
 }
 
+# The Python Ansible should use on a guest (the inventory's
+# ansible_python_interpreter) where it is not /usr/bin/python3. Kept out of
+# GUESTS so that it is not part of the image key. Xenial's Python 3.5 is older
+# than any ansible-core supports: manage it with Python 2.7 and the legacy
+# ansible-core 2.16 ($TOA_VENV_LEGACY).
+INTERPRETERS = {"ubuntu1604": "/usr/bin/python2.7"}
+
 
 def log(msg):
     sys.stderr.write("toavm: %s\n" % msg)
@@ -438,7 +445,7 @@ def start(name, guest, accel, mem, smp, boot_timeout, icount=None):
         pid = int(f.read().strip())
     st = {"name": name, "guest": guest, "port": port, "pid": pid, "key": KEY, "accel": accel,
           "icount": icount, "dir": d, "console": os.path.join(d, "console.log"), "image": base,
-          "started": time.time(), "python": "/usr/bin/python3"}
+          "started": time.time(), "python": INTERPRETERS.get(guest, "/usr/bin/python3")}
     with open(os.path.join(d, "state.json"), "w") as f:
         json.dump(st, f, indent=1)
     deadline = time.time() + boot_timeout

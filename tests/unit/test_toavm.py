@@ -40,3 +40,8 @@ def test_icount_with_kvm_is_refused_before_anything_starts(monkeypatch):
                               boot_timeout=60, icount=2)
     with pytest.raises(SystemExit, match="--icount needs TCG"):
         toavm.cmd_up(args)
+
+
+def test_every_interpreter_override_names_a_known_guest():
+    assert set(toavm.INTERPRETERS) <= set(toavm.GUESTS)
+    assert toavm.INTERPRETERS["ubuntu1604"] == "/usr/bin/python2.7"   # xenial's 3.5 is too old
