@@ -705,8 +705,7 @@ def main():
           % (os.uname().release, seed, seed))
     phases = a.phases.split(',')
 
-    if os.path.exists('/sys/module/toa'):
-        T.rmmod()
+    T.unload()
     T.enter_netns()
     fcntl.fcntl(T.tun_fd, fcntl.F_SETFL, fcntl.fcntl(T.tun_fd, fcntl.F_GETFL) | os.O_NONBLOCK)
     # Ubuntu 16.04's somaxconn is 128: room for a batch plus pending requests
@@ -729,8 +728,7 @@ def main():
         T.check('spoof: dmesg clean', not bad, '; '.join(bad[:3]))
     if 'unload' in phases:
         t_unload(ko, ls, a.cycles, a.hold)
-    if os.path.exists('/sys/module/toa'):
-        T.rmmod()
+    T.unload()
     print('MEASURE abuse: all phases %.0f s' % (time.time() - t_all))
     print('RESULT %s (%d failed)' % ('FAIL' if T.failures else 'PASS', len(T.failures)))
     return 1 if T.failures else 0

@@ -217,6 +217,12 @@ def rmmod():
     sh('rmmod', 'toa')
 
 
+def unload():
+    """rmmod when the module is loaded; nothing otherwise."""
+    if os.path.exists('/sys/module/toa'):
+        rmmod()
+
+
 # --------------------------------------------------------------------------
 # functional checks
 def t_basic(l4, l6, ld):
@@ -494,8 +500,7 @@ def t_bench(ko, l4, reps, n):
     opt = toa_opt(200, '203.0.113.6', 6)
     for r in range(reps):
         for block in (blocks if r % 2 == 0 else blocks[::-1]):
-            if os.path.exists('/sys/module/toa'):
-                rmmod()
+            unload()
             held = None
             if block == 'with':
                 insmod(ko)
@@ -564,15 +569,13 @@ def main():
     a = ap.parse_args()
     ko = os.path.abspath(a.ko)
 
-    if os.path.exists('/sys/module/toa'):
-        rmmod()
+    unload()
     dmesg_mark()
     enter_netns()
     l4, l6, ld = listeners()
     if a.bench:
         t_bench(ko, l4, a.bench, a.rate_n)
-        if os.path.exists('/sys/module/toa'):
-            rmmod()
+        unload()
         return 0
 
     t_overhead(ko, l4, a.rate_n)            # loads the module
