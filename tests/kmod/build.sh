@@ -129,7 +129,7 @@ assert_modinfo() {	# assert_modinfo KO RELEASE MACHINE
 	grep -q "^description: *[^ ]" <<<"$mi" || { echo "no description"; return 1; }
 	grep -q "^author: *[^ ]" <<<"$mi" || { echo "no author"; return 1; }
 	grep -q "^vermagic: *$rel " <<<"$mi" || { echo "vermagic not $rel"; return 1; }
-	for p in enabled max_entries ipv4_kinds ipv6_kinds trusted_cidrs syn_toa maxactive; do
+	for p in enabled max_entries netns_max_entries ipv4_kinds ipv6_kinds trusted_cidrs syn_toa hook_mode buckets maxactive; do
 		grep -q "^parm: *$p:[^ ]" <<<"$mi" || { echo "parameter $p missing or undocumented"; return 1; }
 	done
 	readelf -h "$ko" | grep -q "Machine: *$machine" || { echo "not a $machine object"; return 1; }
