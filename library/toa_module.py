@@ -39,6 +39,12 @@ options:
         Module parameters, for example C({ipv4_kinds: "200", ipv6_kinds: "253,254",
         trusted_cidrs: ""}). Values may not contain spaces or quotes (use commas in lists);
         booleans become C(1)/C(0) and lists are joined with commas.
+      - Compared with the loaded module's values in the form the kernel reads them back, so
+        equivalent spellings are no change (C(254,200) is C(200,254); C(10.1.2.3/8) is
+        C(10.0.0.0/8); C(2001:DB8::/32) is C(2001:db8::/32); a bare address is a /32 or /128;
+        C(true) is C(Y)). Unknown parameters compare as stripped text.
+      - Option kinds the kernel's TCP uses (0-5, 8, 19, 29, 30, 34) and an empty
+        C(ipv4_kinds) are refused.
       - Also written to C(/etc/modprobe.d/<name>.conf) when I(autoload=enabled).
     type: dict
     default: {}
@@ -153,6 +159,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils import toa_host
 from ansible.module_utils.toa_host import host_path, init_comm, read_text, uname
+from ansible.module_utils.toa_params import kinds_problems, same_value
 from ansible.module_utils.toa_route import identify_host
 
 
@@ -163,8 +170,6 @@ MODPROBE_DIRS = ["/sbin", "/usr/sbin", "/bin", "/usr/bin"]
 _PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PARAM_BAD_VALUE_RE = re.compile(r"[\s'\"\\`$#\x00]")
 _EXIT_RE = re.compile(r"^\s*exit(\s+0)?\s*(#.*)?$")
-_TRUE = ("1", "y", "Y")
-_FALSE = ("0", "n", "N")
 
 
 def module_key(name):
@@ -180,17 +185,6 @@ def param_value(value):
     if isinstance(value, (list, tuple)):
         return ",".join(param_value(item) for item in value)
     return str(value)
-
-
-def same_value(wanted, current):
-    if current is None:
-        return False
-    current = current.strip()
-    if current == "(null)":
-        current = ""
-    if wanted == current:
-        return True
-    return (wanted in _TRUE and current in _TRUE) or (wanted in _FALSE and current in _FALSE)
 
 
 def options_line(name, params):
@@ -359,7 +353,10 @@ class Toa:
             self.messages.append("loaded %s" % self.name)
             return
         current = self.current_params()
-        differ = [key for key in sorted(wanted) if not same_value(wanted[key], current.get(key))]
+        # The kernel reads values back normalised (kinds sorted, host bits
+        # cleared, IPv6 compressed): compare like with like.
+        differ = [key for key in sorted(wanted)
+                  if not same_value(key, wanted[key], current.get(key))]
         if not differ:
             return
         fixed = []
@@ -587,6 +584,9 @@ def validate(module):
                                  "which modprobe and /etc/modprobe.d cannot carry safely; "
                                  "separate list items with commas" % (key, value))
         wanted[str(key)] = value
+    refused = kinds_problems(wanted, label="params")
+    if refused:
+        module.fail_json(msg=" ".join(refused))
     rc_local = module.params["rc_local_path"]
     if rc_local != "auto" and not rc_local.startswith("/"):
         module.fail_json(msg="rc_local_path %r must be an absolute path or auto" % rc_local)

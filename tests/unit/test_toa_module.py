@@ -157,12 +157,38 @@ def test_param_value(value, expected):
     assert toa_module.param_value(value) == expected
 
 
-@pytest.mark.parametrize("wanted, current, same", [
-    ("200", "200\n", True), ("1", "Y", True), ("0", "N", True), ("", "(null)", True),
-    ("200", "254", False), ("1", "N", False), ("200", None, False),
+@pytest.mark.parametrize("key, wanted, current, same", [
+    ("ipv4_kinds", "200", "200\n", True), ("x", "1", "Y", True), ("x", "0", "N", True),
+    ("trusted_cidrs", "", "(null)", True), ("ipv4_kinds", "200", "254", False),
+    ("x", "1", "N", False), ("ipv4_kinds", "200", None, False),
 ])
-def test_same_value(wanted, current, same):
-    assert toa_module.same_value(wanted, current) is same
+def test_same_value(key, wanted, current, same):
+    assert toa_module.same_value(key, wanted, current) is same
+
+
+def test_equivalent_spellings_change_nothing(fakehost, kernel, run_module, fake_commands):
+    # What toa_cfg.c reads back for these: kinds ascending, host bits cleared,
+    # IPv6 compressed in lower case, a bare address with its full prefix.
+    kernel.load({"ipv4_kinds": "200,254", "ipv6_kinds": "253,254",
+                 "trusted_cidrs": "10.0.0.0/8,2001:db8::/32,192.0.2.7/32"})
+    wanted = {"ipv4_kinds": "254,200", "ipv6_kinds": "254,253",
+              "trusted_cidrs": "10.1.2.3/8,2001:DB8::/32,192.0.2.7"}
+    result = run_module(toa_module, {"params": wanted})
+    assert result["changed"] is False, result
+    assert result["sysfs_writes"] == [] and result["commands"] == []
+
+
+def test_reordered_cidrs_are_written(fakehost, kernel, run_module):
+    kernel.load({"trusted_cidrs": "10.0.0.0/8,192.0.2.0/24"})
+    result = run_module(toa_module, {"params": {"trusted_cidrs": "192.0.2.0/24,10.0.0.0/8"}})
+    assert result["changed"] is True
+    assert result["sysfs_writes"][0]["after"] == "192.0.2.0/24,10.0.0.0/8"
+
+
+def test_kinds_the_kernel_uses_are_refused(fakehost, run_module, fake_commands):
+    result = run_module(toa_module, {"params": {"ipv4_kinds": "30"}})
+    assert result["failed"] and "params.ipv4_kinds has 30 (MPTCP)" in result["msg"]
+    assert fake_commands.calls == []
 
 
 # -- load / unload -------------------------------------------------------------------
