@@ -85,6 +85,13 @@ options:
     description: Path on the host of the certificate of I(signing_key).
     type: str
     default: ""
+  params:
+    description:
+      - The module parameters the role will load TOA with (toa_params). Only checked: option
+        kinds the kernel's TCP uses and an empty C(ipv4_kinds) are preflight problems
+        (check C(params)).
+    type: dict
+    default: {}
   gather_dkms:
     description:
       - Run C(dkms status) for C(dkms). C(dkms) is a shell script that takes seconds on a small
@@ -522,6 +529,7 @@ def preflight_state(module, route):
             "ignore": params["preflight_ignore"],
             "conflicting": params["conflicting_modules"],
             "row_id": package.get("id"),
+            "params": params["params"],
         })
     readings["problems"] = found
     return readings
@@ -581,6 +589,7 @@ def main():
             preflight_ignore=dict(type="list", elements="str", default=[]),
             signing_key=dict(type="str", default="", no_log=False),
             signing_cert=dict(type="str", default=""),
+            params=dict(type="dict", default={}),
             gather_dkms=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
