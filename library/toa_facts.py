@@ -87,7 +87,7 @@ options:
     default: ""
   params:
     description:
-      - The module parameters the role will load TOA with (toa_params). Only checked: option
+      - The module parameters the role will load TOA with (toa_params), only checked. Option
         kinds the kernel's TCP uses and an empty C(ipv4_kinds) are preflight problems
         (check C(params)).
     type: dict
@@ -146,9 +146,15 @@ ansible_facts:
             - C(loaded) (in /proc/modules), C(version) and C(srcversion) (from /sys/module),
               C(parameters) (name to value, readable ones), C(available) (modinfo finds it for
               the running kernel), C(file) (its path), C(builtin) (compiled into the kernel).
+            - C(file_srcversion) is the srcversion of that file (C(modinfo -F srcversion)), null
+              when unknown; C(reload_pending) is true when the module is loaded and both
+              srcversions are known and differ, that is the loaded code is not the installed
+              build (rebuilt or upgraded since it was loaded) until a reload or reboot.
           type: dict
-          sample: {loaded: true, version: 1.0.0, parameters: {ipv4_kinds: "200"},
-                   available: true, file: /lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko}
+          sample: {loaded: true, version: 1.0.0, srcversion: 5E0A6A1F4F2D3C1B0A998877,
+                   file_srcversion: 5E0A6A1F4F2D3C1B0A998877, reload_pending: false,
+                   parameters: {ipv4_kinds: "200"}, available: true,
+                   file: /lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko}
         stats:
           description: Counters from /proc/net/toa_stats (per-CPU columns summed); {} when absent.
           type: dict
@@ -307,10 +313,20 @@ def module_state(module, name, kernel):
                     break
             if available:
                 break
+    # The srcversion of the file modprobe would load now: after a rebuild under
+    # the same version only this tells the loaded code from the installed.
+    file_srcversion = None
+    if modinfo and available and not builtin:
+        rc, out, _err = module.run_command([modinfo, "-k", kernel, "-F", "srcversion", name])
+        if rc == 0:
+            file_srcversion = out.strip() or None
     return {
         "loaded": loaded,
         "version": version,
         "srcversion": srcversion,
+        "file_srcversion": file_srcversion,
+        "reload_pending": bool(loaded and srcversion and file_srcversion
+                               and srcversion != file_srcversion),
         "parameters": read_parameters(name) if loaded or builtin else {},
         "available": available,
         "builtin": builtin,

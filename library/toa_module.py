@@ -51,8 +51,12 @@ options:
   reload:
     description:
       - Allow C(modprobe -r) and a new C(modprobe) when the loaded module has parameter values
-        that differ from I(params) and cannot be changed at runtime. Connections accepted
-        before the reload lose their TOA address.
+        that differ from I(params) and cannot be changed at runtime, or when the loaded code
+        is outdated (its srcversion, C(/sys/module/<name>/srcversion), differs from that of
+        the file modprobe would load, C(modinfo -F srcversion <name>), as after a rebuild or
+        upgrade). Connections accepted before the reload lose their TOA address.
+      - Without it an outdated module stays loaded, with a warning and C(reload_pending=true);
+        parameters the loaded module does not have yet are left to the reload or next boot.
     type: bool
     default: false
   autoload:
@@ -145,6 +149,12 @@ files_removed:
   returned: always
   type: list
   elements: str
+reload_pending:
+  description:
+    - True when the loaded module's code is not the installed build (srcversions differ) and
+      I(reload) was false, so the new build runs only after a reload or reboot.
+  returned: always
+  type: bool
 msg:
   description: What was done, in one line.
   returned: always
@@ -251,6 +261,7 @@ class Toa:
         self.removed = []
         self.diffs = []
         self.messages = []
+        self.reload_pending = False
         self._host = None
         self._modprobe = None
 
@@ -347,16 +358,56 @@ class Toa:
         return [self.modprobe, self.name] + ["%s=%s" % (key, wanted[key])
                                              for key in sorted(wanted)]
 
+    def outdated_code(self):
+        """(loaded, installed) srcversions when the loaded code is not what modprobe would load.
+
+        DKMS rebuilds under the same version and a package upgrade replace the
+        file but not the running module; only srcversion tells them apart.
+        """
+        loaded = (read_text("/sys/module/%s/srcversion" % module_key(self.name)) or "").strip()
+        modinfo = self.module.get_bin_path("modinfo", opt_dirs=MODPROBE_DIRS)
+        if not loaded or not modinfo:
+            return None
+        rc, out, _err = self.module.run_command([modinfo, "-F", "srcversion", self.name])
+        installed = out.strip() if rc == 0 else ""
+        if not installed or installed == loaded:
+            return None
+        return loaded, installed
+
+    def reload(self, wanted, why):
+        self.run([self.modprobe, "-r", self.name], "unload")
+        self.run(self.load_argv(wanted), "load")
+        self.messages.append("reloaded %s: %s" % (self.name, why))
+
     def ensure_loaded(self, wanted):
         if not self.is_loaded():
             self.run(self.load_argv(wanted), "load")
             self.messages.append("loaded %s" % self.name)
             return
+        outdated = self.outdated_code()
+        if outdated and self.params["reload"]:
+            self.reload(wanted, "the loaded code (srcversion %s) was not the installed "
+                                "module's (%s)" % outdated)
+            return
+        if outdated:
+            self.reload_pending = True
+            self.module.warn(
+                "%s is loaded from other code (srcversion %s) than the installed module "
+                "(srcversion %s): the rebuilt or upgraded module runs only after a reload. "
+                "Set reload: true (toa_reload=true in the role) to reload it now (connections "
+                "accepted before lose their TOA address), or reboot." % ((self.name,) + outdated))
+            self.messages.append("reload pending: loaded srcversion %s, installed %s" % outdated)
         current = self.current_params()
         # The kernel reads values back normalised (kinds sorted, host bits
         # cleared, IPv6 compressed): compare like with like.
         differ = [key for key in sorted(wanted)
                   if not same_value(key, wanted[key], current.get(key))]
+        if outdated:
+            # Parameters only the installed build has wait for its reload.
+            later = [key for key in differ if current.get(key) is None]
+            if later:
+                self.messages.append("%s set at the reload" % ", ".join(later))
+            differ = [key for key in differ if key not in later]
         if not differ:
             return
         fixed = []
@@ -378,9 +429,7 @@ class Toa:
                     "accepted before lose their TOA address), or change params."
                     % (self.name, detail), commands=self.commands)
         if fixed:
-            self.run([self.modprobe, "-r", self.name], "unload")
-            self.run(self.load_argv(wanted), "load")
-            self.messages.append("reloaded %s for %s" % (self.name, ", ".join(fixed)))
+            self.reload(wanted, "%s cannot change at runtime" % ", ".join(fixed))
             return
         for key in differ:
             self.write_sysfs(key, wanted[key], current.get(key))
@@ -636,7 +685,8 @@ def main():
         msg = "would have: " + msg
     result = dict(changed=toa.changed, loaded=loaded, params=effective, commands=toa.commands,
                   sysfs_writes=toa.sysfs_writes, autoload_method=method,
-                  files_written=toa.written, files_removed=toa.removed, msg=msg)
+                  files_written=toa.written, files_removed=toa.removed,
+                  reload_pending=toa.reload_pending, msg=msg)
     if module._diff:
         result["diff"] = toa.diffs
     module.exit_json(**result)
