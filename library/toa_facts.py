@@ -158,7 +158,27 @@ ansible_facts:
         stats:
           description: Counters from /proc/net/toa_stats (per-CPU columns summed); {} when absent.
           type: dict
-          sample: {syn_recv_sock_toa: 12, getname_toa_ok: 10}
+          sample: {accepted: 12, getname_rewrites: 10, entries_dropped_full: 0}
+        counters:
+          description:
+            - What the counters say about lost client addresses (module_utils/toa_stats.py).
+            - C(lost) is true when a counter that means a connection showed the proxy instead of
+              its client is above 0 (C(entries_dropped_full), C(entries_nomem),
+              C(syn_stash_dropped_full), every C(missed_*), and their C(global_*) totals),
+              false when all of those the module prints are 0, null when it prints none.
+            - C(lost_counters) maps each of them to its value, null when the module does not
+              print it (an older module); C(lost_nonzero) holds those above 0,
+              C(lost_unknown) names the null ones; C(advice) says what they mean and what to
+              do (empty when nothing was lost).
+            - C(refusals) maps C(rejected_*), C(getname_stale), C(entries_replaced) and
+              C(fastopen_without_toa) to their values (null when not printed), refusals by
+              design and not a failure.
+            - C(hooks_ftrace) is true when the module hooks with ftrace (cannot miss), false for
+              kprobes (can miss under load), null when the module does not say.
+          type: dict
+          sample: {lost: false, lost_counters: {entries_dropped_full: 0, global_missed: null},
+                   lost_nonzero: {}, lost_unknown: [global_missed], advice: "",
+                   refusals: {rejected_multiple: 0}, hooks_ftrace: true}
         autoload:
           description:
             - C(enabled) (some boot-time method loads the module), C(methods) (modules-load,
@@ -227,6 +247,7 @@ from ansible.module_utils.toa_route import (
     parse_dkms_status,
     select_route,
 )
+from ansible.module_utils.toa_stats import summarise as summarise_stats
 
 def module_key(name):
     # The kernel reports module names with underscores.
@@ -572,10 +593,12 @@ def gather(module):
     except RouteError as exc:
         route_error = str(exc)
     dkms_installed, dkms = dkms_state(module, name) if params["gather_dkms"] else (None, None)
+    stats = parse_toa_stats(read_text("/proc/net/toa_stats", ""))
     return {
         "host": host,
         "module": module_state(module, name, kernel),
-        "stats": parse_toa_stats(read_text("/proc/net/toa_stats", "")),
+        "stats": stats,
+        "counters": summarise_stats(stats),
         "autoload": autoload_state(name),
         "kernels": {
             "running": kernel,

@@ -68,6 +68,7 @@ def test_nothing_installed(fakehost, run_module, fake_commands):
                              "parameters": {}, "available": False, "builtin": False,
                              "file": None}
     assert toa["stats"] == {}
+    assert toa["counters"]["lost"] is None  # no counters: unknown, not "nothing lost"
     assert toa["autoload"]["enabled"] is False and toa["autoload"]["files"] == []
     assert toa["kernels"] == {"running": "6.1.0-18-amd64", "installed_toa": [],
                               "running_is_toa": False}
@@ -97,9 +98,22 @@ def test_loaded_module_with_params_stats_and_dkms(fakehost, run_module, fake_com
                              "parameters": {"ipv4_kinds": "200", "ipv6_kinds": "253,254"},
                              "available": True, "builtin": False, "file": ko}
     assert toa["stats"] == {"syn_recv_sock_toa": 12, "getname_toa_ok": 10}
+    assert toa["counters"]["lost"] is None  # none of these counters says what was lost
     assert toa["dkms_installed"] is True
     assert toa["dkms"] == [{"module": "toa", "version": "1.0.0", "kernel": "6.1.0-18-amd64",
                             "arch": "x86_64", "state": "installed", "notes": ""}]
+
+
+def test_counters_name_lost_addresses(fakehost, run_module, fake_commands):
+    write(fakehost, "/proc/net/toa_stats", "accepted 70000\nentries_dropped_full 4464\n"
+                                           "missed_destroy 0\nhooks_ftrace 1\nrejected_multiple 3\n")
+    counters = facts(run_module, {"gather_dkms": False})["counters"]
+    assert counters["lost"] is True
+    assert counters["lost_nonzero"] == {"entries_dropped_full": 4464}
+    assert counters["lost_counters"]["missed_destroy"] == 0
+    assert counters["lost_counters"]["global_missed"] is None
+    assert "toa_params.max_entries" in counters["advice"]
+    assert counters["refusals"]["rejected_multiple"] == 3 and counters["hooks_ftrace"] is True
 
 
 def loaded_toa(root, fake_commands, loaded_src, file_src):
