@@ -211,7 +211,7 @@ def canonical(name, value):
     numbers: decimal.  Anything else (an unknown parameter, a value the
     kernel would refuse) is the value stripped of surrounding whitespace.
     """
-    text = "" if value is None else str(value).strip()
+    text = "" if value is None else ("%s" % (value,)).strip()
     if text == "(null)":  # how sysfs shows an unset string parameter
         text = ""
     result = None
@@ -240,7 +240,7 @@ def same_value(name, wanted, current):
     current = current.strip()
     if name not in known and current in ("Y", "N"):
         # A bool parameter this file does not list: sysfs shows Y or N.
-        return parse_bool(str(wanted).strip()) == (current == "Y")
+        return parse_bool(("%s" % (wanted,)).strip()) == (current == "Y")
     return False
 
 
@@ -255,15 +255,15 @@ def kinds_problems(params, label="toa_params"):
             continue
         value = params[name]
         if isinstance(value, (list, tuple)):
-            value = ",".join(str(item) for item in value)
-        text = "" if value is None else str(value)
+            value = ",".join("%s" % (item,) for item in value)
+        text = "" if value is None else "%s" % (value,)
         items = _tokens(text)
         bad = [item for item in items
                if not _DIGITS_RE.match(item) or not 2 <= int(item) <= 255]
         if bad:
             found.append("%s.%s has %s: option kinds are whole numbers from 2 to 255, "
                          "comma-separated (for example \"200\" or \"253,254\")."
-                         % (label, name, ", ".join(repr(item) for item in bad)))
+                         % (label, name, ", ".join("'%s'" % item for item in bad)))
             continue
         if name == "ipv4_kinds" and not items:
             found.append("%s.ipv4_kinds is empty: the module would honour no IPv4 TOA "
