@@ -15,7 +15,7 @@ description:
   - Writes every file of I(files) into I(dest) (created when missing) whose content differs,
     and sets the mode, owner and group of each file and of I(dest). Files already right are
     not touched; files in I(dest) that I(files) does not name are left alone.
-  - Made for the TOA module source the role registers with DKMS (about 50 kB): one module run
+  - Made for the TOA module source the role registers with DKMS (about 50 kB), in one module run
     instead of one C(copy) round trip per file, with the same result.
   - Check mode writes nothing and reports what would change; diff mode shows each changed file.
 options:
