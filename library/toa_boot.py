@@ -50,7 +50,7 @@ notes:
   - Needs root (C(become=true)).
   - Fails, saying what to install, when no non-TOA kernel is installed.
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -55,7 +55,7 @@ notes:
   - Needs root (C(become=true)) and, for building, the kernel headers of I(kernel)
     (C(/lib/modules/<kernel>/build)).
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 '''
 
 EXAMPLES = r'''

@@ -96,7 +96,7 @@ notes:
   - Runs C(modinfo), and C(dkms status) when it is installed and I(gather_dkms) is true; nothing
     else is executed.
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 '''
 
 EXAMPLES = r'''
@@ -214,6 +214,7 @@ from ansible.module_utils.toa_route import (
     parse_dkms_status,
     select_route,
 )
+
 
 def module_key(name):
     # The kernel reports module names with underscores.
