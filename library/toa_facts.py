@@ -103,7 +103,7 @@ notes:
   - Runs C(modinfo), and C(dkms status) when it is installed and I(gather_dkms) is true; nothing
     else is executed.
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 '''
 
 EXAMPLES = r'''
@@ -248,6 +248,7 @@ from ansible.module_utils.toa_route import (
     select_route,
 )
 from ansible.module_utils.toa_stats import summarise as summarise_stats
+
 
 def module_key(name):
     # The kernel reports module names with underscores.

@@ -89,7 +89,7 @@ notes:
   - When loading fails, the message carries modprobe's error and the kernel's last log lines
     that mention the module (from C(dmesg), best effort).
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 '''
 
 EXAMPLES = r'''
