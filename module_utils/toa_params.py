@@ -276,8 +276,8 @@ def kinds_problems(params, label="toa_params"):
                          "%s as TOA would turn those options into client addresses. Use the "
                          "kind your proxies send instead (200 is the common IPv4 one, 253 and "
                          "254 the IPv6 ones)."
-                         % (label, name, ", ".join("%d (%s)" % (kind, RESERVED_KINDS[kind])
-                                            for kind in taken),
+                         % (label, name, ", ".join(["%d (%s)" % (kind, RESERVED_KINDS[kind])
+                                                   for kind in taken]),
                             "that kind" if len(taken) == 1 else "those kinds",
                             "it" if len(taken) == 1 else "them"))
     return found

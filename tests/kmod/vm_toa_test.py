@@ -143,6 +143,8 @@ def read_synack(sport, timeout=5.0):
 
 def handshake(listener, v6, syn_opts=b'', ack_opts=b'', src=None):
     """Complete one crafted handshake; return the accepted socket."""
+    if next_sport[0] > 65000:       # long benchmarks: earlier ones are closed
+        next_sport[0] = 20000
     sport = next_sport[0]
     next_sport[0] += 1
     src = src or (P6 if v6 else P4)
@@ -724,7 +726,13 @@ def tun_rate(lst, n, ack_opts=b''):
     return n / (time.time() - t0)
 
 
-def t_bench(ko, l4, reps, n):
+def hold_many(l4, n):
+    """n TOA connections held open (entries when the module is loaded)."""
+    return [handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.4', 1 + i % 60000))[0]
+            for i in range(n)]
+
+
+def t_bench(ko, l4, reps, n, live=0):
     """Rates without the module, with it, and without it again (an A/A
     control: how far two identical runs land apart on this machine).
 
@@ -734,7 +742,14 @@ def t_bench(ko, l4, reps, n):
     emulated guest retranslates code whose text changed, and that first
     cost belongs to neither side.  With the module loaded a TOA connection
     is held open, as on a server behind a proxy, so the lookups of every
-    hook run their full path instead of the "no entries" shortcut."""
+    hook run their full path instead of the "no entries" shortcut.
+    With live > 0 every block also holds that many TOA connections open (as
+    entries when the module is loaded, as plain sockets when not, so both
+    sides have the same sockets in the kernel's tables)."""
+    if live:
+        import resource
+        want = live + 4096
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
     lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lst.bind(('127.0.0.1', PORT_LO + 1))
@@ -753,6 +768,9 @@ def t_bench(ko, l4, reps, n):
             if block == 'with':
                 insmod(ko)
                 held, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.5', 5))
+            many = hold_many(l4, live)
+            if block == 'with' and live:
+                runs.setdefault('entries live with', []).append(stats()['entries_live'])
             rate(max(200, n // 10), lst, socket.AF_INET, '127.0.0.1')     # warm-up
             tun_rate(l4, 20)
             runs.setdefault('conn/s ' + block, []).append(
@@ -765,6 +783,8 @@ def t_bench(ko, l4, reps, n):
                     getpeername_rate(held, 20 * n))
                 held.close()
                 runs.setdefault('TUN conn/s TOA with', []).append(tun_rate(l4, n_tun, opt))
+            for c in many:
+                c.close()
     # runs are listed by repetition: the i-th of each block ran in the same
     # repetition, so their ratio cancels slow drift of the machine
     for k, v in runs.items():
@@ -814,6 +834,8 @@ def main():
     ap.add_argument('--rate-n', type=int, default=1500)
     ap.add_argument('--bench', type=int, default=0, metavar='REPS',
                     help='only measure overhead, REPS alternating runs')
+    ap.add_argument('--bench-live', type=int, default=0, metavar='N',
+                    help='--bench with N TOA connections held open in every block')
     a = ap.parse_args()
     ko = os.path.abspath(a.ko)
 
@@ -823,7 +845,7 @@ def main():
     enter_netns()
     l4, l6, ld = listeners()
     if a.bench:
-        t_bench(ko, l4, a.bench, a.rate_n)
+        t_bench(ko, l4, a.bench, a.rate_n, a.bench_live)
         unload()
         return 0
 
