@@ -732,7 +732,7 @@ def hold_many(l4, n):
             for i in range(n)]
 
 
-def t_bench(ko, l4, reps, n, live=0):
+def t_bench(ko, l4, reps, n, live=0, kprobe=False):
     """Rates without the module, with it, and without it again (an A/A
     control: how far two identical runs land apart on this machine).
 
@@ -745,7 +745,9 @@ def t_bench(ko, l4, reps, n, live=0):
     hook run their full path instead of the "no entries" shortcut.
     With live > 0 every block also holds that many TOA connections open (as
     entries when the module is loaded, as plain sockets when not, so both
-    sides have the same sockets in the kernel's tables)."""
+    sides have the same sockets in the kernel's tables).  With kprobe, a
+    fourth block loads the module with hook_mode=kprobe: the two hook
+    classes side by side in one run."""
     if live:
         import resource
         want = live + 4096
@@ -757,7 +759,8 @@ def t_bench(ko, l4, reps, n, live=0):
     cl = socket.socket()
     cl.connect(('127.0.0.1', PORT_LO + 1))
     sv, _ = lst.accept()
-    blocks = ('without', 'with', 'without again')
+    blocks = ('without', 'with', 'with kprobe', 'without again') if kprobe else \
+        ('without', 'with', 'without again')
     runs = {}
     n_tun = max(50, n // 5)
     opt = toa_opt(200, '203.0.113.6', 6)
@@ -765,12 +768,12 @@ def t_bench(ko, l4, reps, n, live=0):
         for block in (blocks if r % 2 == 0 else blocks[::-1]):
             unload()
             held = None
-            if block == 'with':
-                insmod(ko)
+            if block.startswith('with'):
+                insmod(ko, *(['hook_mode=kprobe'] if block == 'with kprobe' else []))
                 held, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.5', 5))
             many = hold_many(l4, live)
-            if block == 'with' and live:
-                runs.setdefault('entries live with', []).append(stats()['entries_live'])
+            if block.startswith('with') and live:
+                runs.setdefault('entries live ' + block, []).append(stats()['entries_live'])
             rate(max(200, n // 10), lst, socket.AF_INET, '127.0.0.1')     # warm-up
             tun_rate(l4, 20)
             runs.setdefault('conn/s ' + block, []).append(
@@ -779,10 +782,10 @@ def t_bench(ko, l4, reps, n, live=0):
                 getpeername_rate(sv, 20 * n))
             runs.setdefault('TUN conn/s ' + block, []).append(tun_rate(l4, n_tun))
             if held:
-                runs.setdefault('getpeername/s TOA socket with', []).append(
+                runs.setdefault('getpeername/s TOA socket ' + block, []).append(
                     getpeername_rate(held, 20 * n))
                 held.close()
-                runs.setdefault('TUN conn/s TOA with', []).append(tun_rate(l4, n_tun, opt))
+                runs.setdefault('TUN conn/s TOA ' + block, []).append(tun_rate(l4, n_tun, opt))
             for c in many:
                 c.close()
     # runs are listed by repetition: the i-th of each block ran in the same
@@ -836,6 +839,8 @@ def main():
                     help='only measure overhead, REPS alternating runs')
     ap.add_argument('--bench-live', type=int, default=0, metavar='N',
                     help='--bench with N TOA connections held open in every block')
+    ap.add_argument('--bench-kprobe', action='store_true',
+                    help='--bench also with hook_mode=kprobe (both hook classes in one run)')
     a = ap.parse_args()
     ko = os.path.abspath(a.ko)
 
@@ -845,7 +850,7 @@ def main():
     enter_netns()
     l4, l6, ld = listeners()
     if a.bench:
-        t_bench(ko, l4, a.bench, a.rate_n, a.bench_live)
+        t_bench(ko, l4, a.bench, a.rate_n, a.bench_live, a.bench_kprobe)
         unload()
         return 0
 
