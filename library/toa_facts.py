@@ -37,8 +37,11 @@ options:
     default: []
   strategy:
     description:
-      - C(auto) takes C(package) when a catalogue row matches, else C(module) (DKMS build) when
-        possible, else C(kernel) (patched kernel built from source).
+      - C(auto) takes C(package) when a catalogue row matches and may be installed (every file
+        has a sha256 or I(allow_unverified), and its kernel is not older than the running one or
+        I(allow_older_kernel)), else C(module) (DKMS build) when possible, else C(kernel)
+        (patched kernel built from source). A matching row that may not be installed and a host
+        the module route cannot serve make C(route_error) say what to set.
     type: str
     choices: [auto, package, module, kernel]
     default: auto
@@ -56,6 +59,15 @@ options:
     default: false
   install_headers:
     description: Include the catalogue row's headers package in the route's files.
+    type: bool
+    default: false
+  allow_older_kernel:
+    description:
+      - Let the package route install a kernel older than the running one (rpm rows by
+        version and release, deb rows by the upstream version the running kernel is based on,
+        from C(uname -v) on Debian and C(/proc/version_signature) on Ubuntu).
+      - When false, such a row is refused with I(strategy=package), and I(strategy=auto)
+        takes the module route instead.
     type: bool
     default: false
   conflicting_modules:
@@ -136,8 +148,9 @@ ansible_facts:
           description:
             - Host identity with keys C(distribution), C(id), C(like), C(version),
               C(full_version), C(major), C(codename), C(pretty_name), C(family) (Debian, RedHat
-              or Unknown), C(arch) (x86_64, aarch64, ...), C(kernel), C(init) (systemd, upstart,
-              sysvinit or unknown), C(init_comm).
+              or Unknown), C(arch) (x86_64, aarch64, ...), C(kernel), C(kernel_upstream) (the
+              upstream version the running kernel is based on, "" when unknown), C(init)
+              (systemd, upstart, sysvinit or unknown), C(init_comm).
           type: dict
           sample: {distribution: Debian, version: "12", major: "12", family: Debian,
                    arch: x86_64, kernel: 6.1.0-18-amd64, init: systemd}
@@ -203,8 +216,9 @@ ansible_facts:
         route:
           description:
             - The chosen route, C({route, strategy, reason, package}); C(package) is null unless
-              C(route) is C(package), else C({id, kernel, format, files, verified, running,
-              headers_available}) with C(files) a list of C({name, url, sha256, kind}).
+              C(route) is C(package), else C({id, kernel, format, files, verified, unverified,
+              running, headers_available}) with C(files) a list of C({name, url, sha256, kind})
+              and C(unverified) the names of the files without a sha256.
             - Null when no route fits.
           type: dict
         route_error:
@@ -582,7 +596,9 @@ def gather(module):
     if os_release is None:
         os_release = read_text("/usr/lib/os-release", "")
     redhat_release = read_text("/etc/redhat-release", "")
-    host = identify_host(os_release, redhat_release, machine, kernel, init_comm())
+    host = identify_host(os_release, redhat_release, machine, kernel, init_comm(),
+                         kernel_version=read_text("/proc/sys/kernel/version", ""),
+                         version_signature=read_text("/proc/version_signature", ""))
     route = None
     route_error = None
     try:
@@ -590,7 +606,8 @@ def gather(module):
                              base_url=params["package_base_url"],
                              checksums=params["package_checksums"],
                              allow_unverified=params["allow_unverified"],
-                             install_headers=params["install_headers"])
+                             install_headers=params["install_headers"],
+                             allow_older_kernel=params["allow_older_kernel"])
     except RouteError as exc:
         route_error = str(exc)
     dkms_installed, dkms = dkms_state(module, name) if params["gather_dkms"] else (None, None)
@@ -624,6 +641,7 @@ def main():
             package_checksums=dict(type="dict", default={}),
             allow_unverified=dict(type="bool", default=False),
             install_headers=dict(type="bool", default=False),
+            allow_older_kernel=dict(type="bool", default=False),
             conflicting_modules=dict(type="list", elements="str", default=[]),
             free_mb=dict(type="dict", default={}),
             preflight_ignore=dict(type="list", elements="str", default=[]),

@@ -240,9 +240,14 @@ def test_centos6_without_os_release_takes_package_route(fakehost, run_module, mo
     write(fakehost, "/proc/1/comm", "init\n")
     write(fakehost, "/proc/sys/kernel/osrelease", "2.6.32-754.35.1.el6.x86_64\n")
     image = "kernel-2.6.32-220.23.1.el6.toa.x86_64.rpm"
-    toa = facts(run_module, {"catalogue": load_catalogue(),
-                             "package_base_url": "file:///srv/mirror",
-                             "package_checksums": {image: SHA}}, bins={"dkms": None})
+    args = {"catalogue": load_catalogue(), "package_base_url": "file:///srv/mirror",
+            "package_checksums": {image: SHA}}
+    # CentOS 6.10's kernel is newer than the vendor's 2.6.32-220.23.1 (CentOS 6.2).
+    toa = facts(run_module, args, bins={"dkms": None})
+    assert toa["route"] is None
+    assert "older than the running kernel 2.6.32-754.35.1.el6.x86_64" in toa["route_error"]
+    assert "toa_allow_older_kernel: true" in toa["route_error"]
+    toa = facts(run_module, dict(args, allow_older_kernel=True), bins={"dkms": None})
     assert (toa["host"]["distribution"], toa["host"]["version"], toa["host"]["init"]) == (
         "CentOS", "6.10", "upstart")
     assert toa["route"]["route"] == "package"
@@ -258,15 +263,35 @@ def test_route_error_is_reported_not_failed(fakehost, run_module):
     assert "toa_strategy" in toa["route_error"]
 
 
-def test_unverified_package_route_error(fakehost, run_module):
+def test_unverified_package_row_sends_auto_to_the_module_route(fakehost, run_module):
     write(fakehost, "/etc/os-release", fixture_text("os-release", "debian8"))
     write(fakehost, "/proc/sys/kernel/osrelease", "3.16.0-11-amd64\n")
+    write(fakehost, "/proc/sys/kernel/version", "#1 SMP Debian 3.16.84-1 (2020-06-09)\n")
     toa = facts(run_module, {"catalogue": load_catalogue()}, bins={"dkms": None})
+    assert toa["host"]["kernel_upstream"] == "3.16.84"
+    assert toa["route"]["route"] == "module"
+    assert "toa_package_checksums" in toa["route"]["reason"]
+    assert "toa_allow_older_kernel" in toa["route"]["reason"]
+    toa = facts(run_module, {"catalogue": load_catalogue(), "strategy": "package"},
+                bins={"dkms": None})
     assert toa["route"] is None
     assert "toa_package_checksums" in toa["route_error"]
-    toa = facts(run_module, {"catalogue": load_catalogue(), "allow_unverified": True},
-                bins={"dkms": None})
+    toa = facts(run_module, {"catalogue": load_catalogue(), "allow_unverified": True,
+                             "allow_older_kernel": True}, bins={"dkms": None})
     assert toa["route"]["package"]["verified"] is False
+
+
+def test_ubuntu_upstream_version_comes_from_version_signature(fakehost, run_module):
+    write(fakehost, "/etc/os-release", fixture_text("os-release", "ubuntu1604"))
+    write(fakehost, "/proc/sys/kernel/osrelease", "4.4.0-210-generic\n")
+    write(fakehost, "/proc/sys/kernel/version", "#242-Ubuntu SMP Fri Apr 16 09:57:56 UTC 2021\n")
+    assert facts(run_module, bins={"dkms": None})["host"]["kernel_upstream"] == ""
+    write(fakehost, "/proc/version_signature", "Ubuntu 4.4.0-210.242-generic 4.4.262\n")
+    toa = facts(run_module, {"catalogue": load_catalogue(), "strategy": "package",
+                             "allow_unverified": True}, bins={"dkms": None})
+    assert toa["host"]["kernel_upstream"] == "4.4.262"
+    assert "older than the running kernel 4.4.0-210-generic (upstream 4.4.262)" \
+        in toa["route_error"]
 
 
 def test_check_mode_is_the_same(fakehost, run_module):
