@@ -102,8 +102,10 @@ options:
       - The module parameters the role will load TOA with (toa_params), only checked. Option
         kinds the kernel's TCP uses and an empty C(ipv4_kinds) are preflight problems
         (check C(params)).
+      - When given, the module warns while the TOA module the route loads will honour TOA from
+        any source (an empty C(trusted_cidrs), or a vendor kernel's module, which has no
+        filter).
     type: dict
-    default: {}
   gather_dkms:
     description:
       - Run C(dkms status) for C(dkms). C(dkms) is a shell script that takes seconds on a small
@@ -159,6 +161,10 @@ ansible_facts:
             - C(loaded) (in /proc/modules), C(version) and C(srcversion) (from /sys/module),
               C(parameters) (name to value, readable ones), C(available) (modinfo finds it for
               the running kernel), C(file) (its path), C(builtin) (compiled into the kernel).
+            - C(trusted_cidrs) is the loaded module's source filter as the kernel reads it back
+              ("" for none, null when the module has no such parameter, as the vendor's);
+              C(honours_any_source) is true when it honours TOA from any source (no filter),
+              false when it filters, null when no TOA module is loaded.
             - C(file_srcversion) is the srcversion of that file (C(modinfo -F srcversion)), null
               when unknown; C(reload_pending) is true when the module is loaded and both
               srcversions are known and differ, that is the loaded code is not the installed
@@ -166,6 +172,7 @@ ansible_facts:
           type: dict
           sample: {loaded: true, version: 1.0.0, srcversion: 5E0A6A1F4F2D3C1B0A998877,
                    file_srcversion: 5E0A6A1F4F2D3C1B0A998877, reload_pending: false,
+                   trusted_cidrs: 10.20.0.0/16, honours_any_source: false,
                    parameters: {ipv4_kinds: "200"}, available: true,
                    file: /lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko}
         stats:
@@ -252,6 +259,7 @@ from ansible.module_utils.toa_preflight import (
     problems as preflight_problems,
     signing_state,
 )
+from ansible.module_utils.toa_params import any_source_warning, source_filter
 from ansible.module_utils.toa_route import (
     SEED_BASE_URL,
     STRATEGIES,
@@ -356,6 +364,8 @@ def module_state(module, name, kernel):
         rc, out, _err = module.run_command([modinfo, "-k", kernel, "-F", "srcversion", name])
         if rc == 0:
             file_srcversion = out.strip() or None
+    parameters = read_parameters(name) if loaded or builtin else {}
+    trusted, any_source = source_filter(parameters) if loaded or builtin else (None, None)
     return {
         "loaded": loaded,
         "version": version,
@@ -363,7 +373,9 @@ def module_state(module, name, kernel):
         "file_srcversion": file_srcversion,
         "reload_pending": bool(loaded and srcversion and file_srcversion
                                and srcversion != file_srcversion),
-        "parameters": read_parameters(name) if loaded or builtin else {},
+        "parameters": parameters,
+        "trusted_cidrs": trusted,
+        "honours_any_source": any_source,
         "available": available,
         "builtin": builtin,
         "file": path,
@@ -581,7 +593,7 @@ def preflight_state(module, route):
             "ignore": params["preflight_ignore"],
             "conflicting": params["conflicting_modules"],
             "row_id": package.get("id"),
-            "params": params["params"],
+            "params": params["params"] or {},
         })
     readings["problems"] = found
     return readings
@@ -647,7 +659,7 @@ def main():
             preflight_ignore=dict(type="list", elements="str", default=[]),
             signing_key=dict(type="str", default="", no_log=False),
             signing_cert=dict(type="str", default=""),
-            params=dict(type="dict", default={}),
+            params=dict(type="dict"),
             gather_dkms=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -664,7 +676,16 @@ def main():
                 value is None or re.match(r"^\d+$", str(value))):
             module.fail_json(msg="free_mb takes boot, root and dkms with whole MB (0 skips "
                                  "one), got %s=%r" % (key, value))
-    module.exit_json(changed=False, ansible_facts={"toa": gather(module)})
+    toa = gather(module)
+    if module.params["params"] is not None:
+        package = (toa["route"] or {}).get("package") or {}
+        warning = any_source_warning(
+            module.params["params"],
+            vendor_row=package.get("id") if package and not package.get("module_params", True)
+            else None)
+        if warning:
+            module.warn(warning)
+    module.exit_json(changed=False, ansible_facts={"toa": toa})
 
 
 if __name__ == "__main__":

@@ -470,6 +470,7 @@ def _package(host, row, base_url, checksums, install_headers):
         "unverified": unverified,
         "running": str(row["kernel"]) == host.get("kernel"),
         "headers_available": bool(row.get("headers")),
+        "module_params": bool(row.get("module_params", True)),
     }
 
 

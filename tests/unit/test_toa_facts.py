@@ -65,8 +65,9 @@ def test_nothing_installed(fakehost, run_module, fake_commands):
     assert toa["host"]["distribution"] == "Debian" and toa["host"]["init"] == "systemd"
     assert toa["module"] == {"loaded": False, "version": None, "srcversion": None,
                              "file_srcversion": None, "reload_pending": False,
-                             "parameters": {}, "available": False, "builtin": False,
-                             "file": None}
+                             "parameters": {}, "trusted_cidrs": None,
+                             "honours_any_source": None, "available": False,
+                             "builtin": False, "file": None}
     assert toa["stats"] == {}
     assert toa["counters"]["lost"] is None  # no counters: unknown, not "nothing lost"
     assert toa["autoload"]["enabled"] is False and toa["autoload"]["files"] == []
@@ -96,6 +97,7 @@ def test_loaded_module_with_params_stats_and_dkms(fakehost, run_module, fake_com
     assert toa["module"] == {"loaded": True, "version": "1.0.0", "srcversion": "0123ABCD",
                              "file_srcversion": "0123ABCD", "reload_pending": False,
                              "parameters": {"ipv4_kinds": "200", "ipv6_kinds": "253,254"},
+                             "trusted_cidrs": None, "honours_any_source": True,
                              "available": True, "builtin": False, "file": ko}
     assert toa["stats"] == {"syn_recv_sock_toa": 12, "getname_toa_ok": 10}
     assert toa["counters"]["lost"] is None  # none of these counters says what was lost
@@ -311,3 +313,62 @@ def test_systemd_runtime_dir_wins_over_pid1_name(fakehost, run_module):
     assert facts(run_module, bins={"dkms": None})["host"]["init"] == "sysvinit"
     os.makedirs(str(fakehost / "run/systemd/system"))
     assert facts(run_module, bins={"dkms": None})["host"]["init"] == "systemd"
+
+
+# -- trusted sources: what the loaded module honours, and the warning of every run --------
+
+def load_toa(root, parameters):
+    write(root, "/proc/modules", "toa 16384 0 - Live 0xffffffffc0a1b000 (OE)\n")
+    write(root, "/sys/module/toa/version", "2.0.0\n")
+    for name, value in parameters.items():
+        write(root, "/sys/module/toa/parameters/" + name, value + "\n")
+
+
+@pytest.mark.parametrize("parameters, trusted, any_source", [
+    ({"ipv4_kinds": "200", "trusted_cidrs": ""}, "", True),
+    ({"ipv4_kinds": "200", "trusted_cidrs": "(null)"}, "", True),
+    ({"ipv4_kinds": "200", "trusted_cidrs": "10.20.0.0/16,2001:db8:20::/48"},
+     "10.20.0.0/16,2001:db8:20::/48", False),
+    ({}, None, True),  # the vendor's module: no parameters, no filter
+])
+def test_loaded_module_says_whether_it_honours_any_source(fakehost, run_module, parameters,
+                                                          trusted, any_source):
+    load_toa(fakehost, parameters)
+    module = facts(run_module, {"gather_dkms": False})["module"]
+    assert (module["trusted_cidrs"], module["honours_any_source"]) == (trusted, any_source)
+
+
+@pytest.fixture
+def warnings(monkeypatch):
+    seen = []
+    monkeypatch.setattr(toa_facts.AnsibleModule, "warn", lambda self, text: seen.append(text))
+    return seen
+
+
+@pytest.mark.parametrize("params, warned", [
+    ({"ipv4_kinds": "200", "ipv6_kinds": "253,254", "trusted_cidrs": ""}, True),
+    ({"ipv4_kinds": "200"}, True),
+    ({}, True),
+    ({"ipv4_kinds": "200", "trusted_cidrs": "10.20.0.0/16"}, False),
+    (None, False),  # playbooks/verify.yml and report.yml pass no params: no warning
+])
+def test_every_run_warns_while_trusted_cidrs_is_empty(fakehost, run_module, warnings, params,
+                                                      warned):
+    args = {"gather_dkms": False}
+    if params is not None:
+        args["params"] = params
+    facts(run_module, args)
+    assert bool(warnings) is warned
+    if warned:
+        assert "toa_params.trusted_cidrs is empty: TOA is honoured from any source" in warnings[0]
+
+
+def test_vendor_kernel_route_warns_that_its_module_has_no_filter(fakehost, run_module, warnings):
+    os.remove(str(fakehost / "etc/os-release"))
+    write(fakehost, "/etc/redhat-release", fixture_text("redhat-release", "centos7"))
+    write(fakehost, "/proc/sys/kernel/osrelease", "3.10.0-514.el7.x86_64\n")
+    facts(run_module, {"gather_dkms": False, "catalogue": load_catalogue(),
+                       "allow_unverified": True, "params": {"trusted_cidrs": ""}})
+    assert len(warnings) == 1
+    assert warnings[0].startswith("The TOA module of catalogue row centos7-x86_64 (the vendor's "
+                                  "kernel) has no source filter")
