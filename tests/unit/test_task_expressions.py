@@ -2,7 +2,7 @@
 (tests/unit/role_tasks.py): messages, conditions and loops whose logic lives in YAML."""
 
 import pytest
-from role_tasks import find_task, render
+from role_tasks import find_task, render, render_all
 
 
 def module_facts(**module):
@@ -99,3 +99,95 @@ def test_the_loaded_parameters_win_over_toa_params():
                                             module_params={"ipv4_kinds": "200",
                                                            "ipv6_kinds": "254"})
     assert kinds == {"ipv6": 254}
+
+
+# -- the DKMS signature check: an unreadable certificate fails, never passes unchecked ------
+
+SIGNING = "roles/toa/tasks/dkms_signing.yml"
+SIGNING_BLOCK = "Check that the built module carries a signature by the configured certificate"
+CERT = "/root/toa-signing.der"
+SERIAL = "1C3D8A520E6F417790ABCDEF0123456789ABCDEF"
+MODINFO_SIGNED = (
+    "filename:       /lib/modules/6.1.0-28-amd64/updates/dkms/toa.ko\n"
+    "version:        2.0.0\n"
+    "license:        GPL\n"
+    "srcversion:     5E0A6A1F4F2D3C1B0A998877\n"
+    "depends:        \n"
+    "retpoline:      Y\n"
+    "name:           toa\n"
+    "vermagic:       6.1.0-28-amd64 SMP preempt mod_unload modversions \n"
+    "sig_id:         PKCS#7\n"
+    "signer:         toa-fleet failures test key\n"
+    "sig_key:        1C:3D:8A:52:0E:6F:41:77:90:AB:CD:EF:01:23:45:67:89:AB:CD:EF\n"
+    "sig_hashalgo:   sha256\n"
+    "signature:      30:2E:02:15:00:8F:4A:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:\n"
+    "\t\tEE:FF:00:11:22\n"
+    "parm:           ipv4_kinds:TCP option kinds read as IPv4 TOA (charp)\n")
+MODINFO_UNSIGNED = "\n".join(line for line in MODINFO_SIGNED.splitlines()
+                             if not line.startswith(("sig", "signer", "\t\t"))) + "\n"
+
+
+def openssl(der, pem):
+    """Registered results of the DER and PEM reads: (rc, stdout, stderr) each."""
+    return {"results": [{"item": form, "rc": rc, "stdout": out, "stderr": err}
+                        for form, (rc, out, err) in (("DER", der), ("PEM", pem))]}
+
+
+UNREADABLE = (1, "", "Could not read certificate from %s\nUnable to load certificate" % CERT)
+
+
+def signing_checks(modinfo, serial_results):
+    block = find_task(SIGNING, SIGNING_BLOCK)
+    variables = dict(toa_signed_modinfo={"stdout": modinfo}, toa_signing_serial=serial_results,
+                     toa_dkms_signing_cert=CERT, __toa_kernel="6.1.0-28-amd64")
+    readable = find_task(SIGNING, "Check that openssl can read the signing certificate")
+    signed = find_task(SIGNING, "Assert that the module is signed with the configured key")
+    task_vars = dict(block["vars"], **signed["vars"])
+    return (render_all(readable["ansible.builtin.assert"]["that"], block["vars"], **variables),
+            " ".join(render(readable["ansible.builtin.assert"]["fail_msg"], block["vars"],
+                            **variables).split()),
+            render_all(signed["ansible.builtin.assert"]["that"], task_vars, **variables),
+            " ".join(render(signed["ansible.builtin.assert"]["fail_msg"], task_vars,
+                            **variables).split()))
+
+
+def test_a_module_signed_by_the_certificate_passes():
+    readable, _msg, signed, _fail = signing_checks(
+        MODINFO_SIGNED, openssl((0, "serial=" + SERIAL, ""), UNREADABLE))
+    assert readable and signed
+
+
+def test_a_pem_certificate_is_read_too():
+    readable, _msg, signed, _fail = signing_checks(
+        MODINFO_SIGNED, openssl(UNREADABLE, (0, "serial=" + SERIAL, "")))
+    assert readable and signed
+
+
+def test_a_certificate_openssl_cannot_read_fails_with_its_error():
+    readable, msg, signed, _fail = signing_checks(MODINFO_SIGNED, openssl(UNREADABLE, UNREADABLE))
+    assert not readable and not signed
+    assert msg.startswith("openssl cannot read toa_dkms_signing_cert %s as a DER or PEM "
+                          "certificate (Could not read certificate from %s)" % (CERT, CERT))
+
+
+def test_missing_openssl_fails_with_the_command_error():
+    missing = (2, "", "")
+    results = openssl(missing, missing)
+    for result in results["results"]:
+        result["msg"] = "[Errno 2] No such file or directory: b'openssl'"
+    readable, msg, _signed, _fail = signing_checks(MODINFO_SIGNED, results)
+    assert not readable
+    assert "([Errno 2] No such file or directory: b'openssl')" in msg
+
+
+def test_a_module_signed_by_another_key_or_unsigned_fails():
+    other = "serial=0" + "AB" * 20
+    readable, _msg, signed, fail = signing_checks(MODINFO_SIGNED, openssl((0, other, ""),
+                                                                          UNREADABLE))
+    assert readable and not signed
+    assert ("signed by toa-fleet failures test key (serial %s), not by %s (serial %s)"
+            % (SERIAL, CERT, "AB" * 20)) in fail
+    readable, _msg, signed, fail = signing_checks(MODINFO_UNSIGNED,
+                                                  openssl((0, "serial=" + SERIAL, ""), UNREADABLE))
+    assert readable and not signed
+    assert "is not signed." in fail
