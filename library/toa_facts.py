@@ -220,6 +220,14 @@ ansible_facts:
         dkms_installed:
           description: Whether the dkms command exists; null when I(gather_dkms) is false.
           type: bool
+        src_recorded:
+          description:
+            - The module source directories the role recorded as installed by it, in
+              C(/var/lib/toa-fleet/installed-src) (C(/usr/src/<name>-<version>) lines; others are
+              ignored). Removal deletes these and no other C(/usr/src/<name>-*).
+          type: list
+          elements: str
+          sample: [/usr/src/toa-2.0.0]
         route:
           description:
             - The chosen route, C({route, strategy, reason, package}); C(package) is null unless
@@ -497,6 +505,20 @@ SPACE_PATHS = ("/boot", "/", "/usr/src", "/var/lib/dkms")
 GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 # The DKMS signing setting the role writes (tasks/dkms_signing.yml).
 SIGNING_CONF = "/etc/dkms/framework.conf.d/toa-signing.conf"
+# The module source directories the role installed (tasks/route_module.yml), one
+# a line: removal deletes these, not whatever else matches /usr/src/toa-*.
+INSTALLED_SRC = "/var/lib/toa-fleet/installed-src"
+
+
+def recorded_src(name):
+    """The /usr/src/<name>-<version> directories INSTALLED_SRC lists, in order, once each."""
+    pattern = re.compile(r"^/usr/src/%s-[A-Za-z0-9][A-Za-z0-9._+~-]*$" % re.escape(name))
+    found = []
+    for line in (read_text(INSTALLED_SRC, "") or "").splitlines():
+        path = line.strip()
+        if pattern.match(path) and ".." not in path and path not in found:
+            found.append(path)
+    return found
 
 
 def free_space(path):
@@ -637,6 +659,7 @@ def gather(module):
         },
         "dkms": dkms,
         "dkms_installed": dkms_installed,
+        "src_recorded": recorded_src(name),
         "route": route,
         "route_error": route_error,
         "preflight": preflight_state(module, route),

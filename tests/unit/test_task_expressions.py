@@ -191,3 +191,69 @@ def test_a_module_signed_by_another_key_or_unsigned_fails():
                                                   openssl((0, "serial=" + SERIAL, ""), UNREADABLE))
     assert readable and not signed
     assert "is not signed." in fail
+
+
+# -- removal deletes only the /usr/src directories the role installed ------------------------
+
+REMOVE = "roles/toa/tasks/remove.yml"
+
+
+def removal(recorded, compare, found):
+    """(directories removed, directories named as left, the message) on realistic results."""
+    variables = dict(toa={"src_recorded": recorded}, toa_src_version="2.0.0",
+                     toa_module_name="toa", inventory_hostname="web1",
+                     __toa_src_current="/usr/src/toa-2.0.0",
+                     toa_remove_src_compare=compare,
+                     toa_remove_src={"files": [{"path": path} for path in found]})
+    listed = find_task(REMOVE, "List the module source directories this role installed")
+    ours = render(listed["ansible.builtin.set_fact"]["__toa_src_ours"], **variables)
+    variables["__toa_src_ours"] = ours
+    say = find_task(REMOVE, "Say which source trees were left because this role did not install them")
+    left = render("{{ __toa_src_left }}", say["vars"], **variables)
+    message = " ".join(render(say["ansible.builtin.debug"]["msg"], say["vars"], **variables).split())
+    return ours, left, message
+
+
+SKIPPED = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+
+
+def test_removal_deletes_the_recorded_directories_and_names_another_package_s():
+    ours, left, message = removal(["/usr/src/toa-2.0.0"], SKIPPED,
+                                  ["/usr/src/toa-3.1", "/usr/src/toa-2.0.0"])
+    assert ours == ["/usr/src/toa-2.0.0"]
+    assert left == ["/usr/src/toa-3.1"]
+    assert message.startswith("Left in place on web1: /usr/src/toa-3.1. This role neither "
+                              "recorded installing it")
+
+
+def test_an_unrecorded_directory_holding_exactly_the_role_s_source_is_ours():
+    # Put there by a role version older than the record: toa_src would write nothing.
+    identical = {"changed": False, "dest": "/usr/src/toa-2.0.0", "written": [],
+                 "attributes_changed": []}
+    ours, left, _message = removal([], identical, ["/usr/src/toa-2.0.0"])
+    assert (ours, left) == (["/usr/src/toa-2.0.0"], [])
+
+
+def test_an_unrecorded_directory_with_other_content_is_left():
+    differs = {"changed": True, "dest": "/usr/src/toa-2.0.0", "written": ["toa_main.c"],
+               "attributes_changed": []}
+    ours, left, _message = removal([], differs, ["/usr/src/toa-2.0.0", "/usr/src/toa-1.0.0"])
+    assert ours == []
+    assert left == ["/usr/src/toa-1.0.0", "/usr/src/toa-2.0.0"]
+    failed = {"failed": True, "msg": "dest /usr/src/toa-2.0.0 exists and is not a directory"}
+    assert removal([], failed, [])[0] == []
+
+
+def test_the_module_route_records_what_toa_facts_reads_back(tmp_path, monkeypatch):
+    import toa_facts
+    import toa_host
+    task = find_task("roles/toa/tasks/route_module.yml",
+                     "Record the module source directory this role installs, for removal")
+    line = render(task["ansible.builtin.lineinfile"]["line"], toa_module_name="toa",
+                  toa_src_version="2.0.0")
+    path = tmp_path / task["ansible.builtin.lineinfile"]["path"].lstrip("/")
+    path.parent.mkdir(parents=True)
+    path.write_text(line + "\n")
+    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
+    assert toa_facts.recorded_src("toa") == ["/usr/src/toa-2.0.0"]
+    assert toa_facts.INSTALLED_SRC == task["ansible.builtin.lineinfile"]["path"]

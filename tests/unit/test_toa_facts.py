@@ -372,3 +372,24 @@ def test_vendor_kernel_route_warns_that_its_module_has_no_filter(fakehost, run_m
     assert len(warnings) == 1
     assert warnings[0].startswith("The TOA module of catalogue row centos7-x86_64 (the vendor's "
                                   "kernel) has no source filter")
+
+
+# -- the module source directories the role recorded installing ------------------------------
+
+def test_src_recorded_lists_only_the_role_s_source_directories(fakehost, run_module):
+    assert facts(run_module, {"gather_dkms": False})["src_recorded"] == []
+    write(fakehost, "/var/lib/toa-fleet/installed-src", "\n".join([
+        "/usr/src/toa-1.0.0",
+        "/usr/src/toa-2.0.0",
+        "/usr/src/toa-2.0.0",          # written twice: listed once
+        "  /usr/src/toa-2.1.0~rc1  ",
+        "/usr/src/toa-../../etc",      # never a way out of /usr/src
+        "/usr/src/toa-2.0.0/..",
+        "/usr/src/toa-2.0.0/toa_main.c",
+        "/usr/src/other-1.0",
+        "/etc/passwd",
+        "# a comment",
+        ""]))
+    assert facts(run_module, {"gather_dkms": False})["src_recorded"] == [
+        "/usr/src/toa-1.0.0", "/usr/src/toa-2.0.0", "/usr/src/toa-2.1.0~rc1"]
+    assert facts(run_module, {"gather_dkms": False, "name": "vtoa"})["src_recorded"] == []
