@@ -338,8 +338,9 @@ def toa_report_csv(rows):
         values = []
         for key in ROW_KEYS:
             value = str(row.get(key, ""))
-            # A spreadsheet must not run a cell as a formula.
-            if value[:1] in ("=", "+", "@") or (value[:1] == "-" and value != NONE):
+            # A spreadsheet must not run a cell as a formula: one that starts with
+            # = + - @, or a tab or carriage return in front of one, is quoted.
+            if value[:1] in ("=", "+", "@", "\t", "\r") or (value[:1] == "-" and value != NONE):
                 value = "'" + value
             values.append(value)
         writer.writerow(values)

@@ -290,11 +290,23 @@ def test_csv_round_trips():
     assert (losing["lost"], losing["lost_detail"]) == ("yes", "missed_syn_recv_v4=3")
 
 
-def test_csv_defuses_spreadsheet_formulas():
-    record = {"host": "=HYPERLINK(\"http://x\")", "facts": facts(), "probe": probe("rewritten")}
-    parsed = list(csv.DictReader(io.StringIO(toa_report.toa_report_csv(toa_report.toa_report_rows([record])))))
-    assert parsed[0]["host"] == "'=HYPERLINK(\"http://x\")"
+@pytest.mark.parametrize("host", ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0",
+                                  "-2+3", "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"])
+def test_csv_defuses_spreadsheet_formulas(host):
+    record = {"host": host, "facts": facts(), "probe": probe("rewritten")}
+    text = toa_report.toa_report_csv(toa_report.toa_report_rows([record]))
+    parsed = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert parsed[0]["host"] == "'" + host
     assert parsed[0]["version"] == "1.0.0"
+
+
+def test_csv_keeps_plain_values_and_the_empty_marker():
+    # A route error starting with a minus sign comes from the host too.
+    record = {"host": "web1", "facts": facts(route_error="-bad row"), "probe": probe("rewritten")}
+    parsed = list(csv.DictReader(io.StringIO(toa_report.toa_report_csv(toa_report.toa_report_rows([record])))))
+    assert parsed[0]["host"] == "web1"
+    assert parsed[0]["route"] == "none: -bad row"
+    assert parsed[0]["missed"] == "-"  # the report's "nothing" marker is no formula
 
 
 def test_html_is_self_contained_and_escaped():
