@@ -342,7 +342,9 @@ def toa_report_csv(rows):
             # = + - @, or a tab or carriage return in front of one, is quoted.
             if value[:1] in ("=", "+", "@", "\t", "\r") or (value[:1] == "-" and value != NONE):
                 value = "'" + value
-            values.append(value)
+            # The writer quotes a field with \n but not one with a lone \r, which
+            # readers take for the end of the row.
+            values.append(value.replace("\r\n", "\n").replace("\r", "\n"))
         writer.writerow(values)
     return out.getvalue()
 
