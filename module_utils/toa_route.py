@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: toa-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Pure logic shared by the toa_* modules: host identification and route
 # selection.  No I/O here: callers read the files and pass their text in, so
 # every rule can be unit-tested on fixtures.  Python 2.7 compatible because
