@@ -34,7 +34,7 @@ NEW_REFUSALS = (("rejected_multiple", "multiple"), ("rejected_syn_mismatch", "sy
 # come from toa_facts' summary (ansible_facts.toa.counters, toa.module).
 ROW_KEYS = ("host", "status", "os", "kernel", "route", "loaded", "version", "autoload", "probe",
             "probe_peer") + COUNTERS + ("missed", "missed_detail", "lost", "lost_detail",
-                                        "refused", "hooks", "reload")
+                                        "refused", "hooks", "reload", "sources")
 
 # Status of a host, most useful first; the summary counts them in this order.
 STATUSES = (
@@ -57,7 +57,8 @@ ATTENTION = ("no_facts", "probe_failed", "probe_error", "not_loaded", "losing", 
 COLUMNS = (
     ("host", "Host"), ("os", "OS"), ("kernel", "Kernel"), ("route", "Route"),
     ("loaded", "TOA loaded"), ("version", "Module version"), ("autoload", "Autoload"),
-    ("probe", "Probe"), ("accepted", "accepted"), ("rejected_untrusted", "rejected untrusted"),
+    ("probe", "Probe"), ("sources", "TOA honoured from"),
+    ("accepted", "accepted"), ("rejected_untrusted", "rejected untrusted"),
     ("rejected_malformed", "rejected malformed"), ("getname_rewrites", "getname rewrites"),
     ("entries_live", "entries live"), ("missed", "missed"), ("lost", "lost addresses"),
     ("refused", "other refusals"), ("hooks", "hooks"), ("reload", "reload"), ("status", "Status"),
@@ -255,6 +256,8 @@ def host_row(record):
     row["refused"] = _refused(counters)
     row["hooks"] = _hooks(counters)
     row["reload"] = _reload(module)
+    row["sources"] = {True: "any source", False: _text(module.get("trusted_cidrs"))}.get(
+        module.get("honours_any_source"), NONE) if loaded else NONE
     if outcome == "rewritten":
         row["status"] = "working"
     elif loaded:
@@ -335,10 +338,13 @@ def toa_report_csv(rows):
         values = []
         for key in ROW_KEYS:
             value = str(row.get(key, ""))
-            # A spreadsheet must not run a cell as a formula.
-            if value[:1] in ("=", "+", "@") or (value[:1] == "-" and value != NONE):
+            # A spreadsheet must not run a cell as a formula: one that starts with
+            # = + - @, or a tab or carriage return in front of one, is quoted.
+            if value[:1] in ("=", "+", "@", "\t", "\r") or (value[:1] == "-" and value != NONE):
                 value = "'" + value
-            values.append(value)
+            # The writer quotes a field with \n but not one with a lone \r, which
+            # readers take for the end of the row.
+            values.append(value.replace("\r\n", "\n").replace("\r", "\n"))
         writer.writerow(values)
     return out.getvalue()
 

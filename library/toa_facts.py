@@ -37,8 +37,11 @@ options:
     default: []
   strategy:
     description:
-      - C(auto) takes C(package) when a catalogue row matches, else C(module) (DKMS build) when
-        possible, else C(kernel) (patched kernel built from source).
+      - C(auto) takes C(package) when a catalogue row matches and may be installed (every file
+        has a sha256 or I(allow_unverified), and its kernel is not older than the running one or
+        I(allow_older_kernel)), else C(module) (DKMS build) when possible, else C(kernel)
+        (patched kernel built from source). A matching row that may not be installed and a host
+        the module route cannot serve make C(route_error) say what to set.
     type: str
     choices: [auto, package, module, kernel]
     default: auto
@@ -56,6 +59,15 @@ options:
     default: false
   install_headers:
     description: Include the catalogue row's headers package in the route's files.
+    type: bool
+    default: false
+  allow_older_kernel:
+    description:
+      - Let the package route install a kernel older than the running one (rpm rows by
+        version and release, deb rows by the upstream version the running kernel is based on,
+        from C(uname -v) on Debian and C(/proc/version_signature) on Ubuntu).
+      - When false, such a row is refused with I(strategy=package), and I(strategy=auto)
+        takes the module route instead.
     type: bool
     default: false
   conflicting_modules:
@@ -90,8 +102,10 @@ options:
       - The module parameters the role will load TOA with (toa_params), only checked. Option
         kinds the kernel's TCP uses and an empty C(ipv4_kinds) are preflight problems
         (check C(params)).
+      - When given, the module warns while the TOA module the route loads will honour TOA from
+        any source (an empty C(trusted_cidrs), or a vendor kernel's module, which has no
+        filter).
     type: dict
-    default: {}
   gather_dkms:
     description:
       - Run C(dkms status) for C(dkms). C(dkms) is a shell script that takes seconds on a small
@@ -136,8 +150,9 @@ ansible_facts:
           description:
             - Host identity with keys C(distribution), C(id), C(like), C(version),
               C(full_version), C(major), C(codename), C(pretty_name), C(family) (Debian, RedHat
-              or Unknown), C(arch) (x86_64, aarch64, ...), C(kernel), C(init) (systemd, upstart,
-              sysvinit or unknown), C(init_comm).
+              or Unknown), C(arch) (x86_64, aarch64, ...), C(kernel), C(kernel_upstream) (the
+              upstream version the running kernel is based on, "" when unknown), C(init)
+              (systemd, upstart, sysvinit or unknown), C(init_comm).
           type: dict
           sample: {distribution: Debian, version: "12", major: "12", family: Debian,
                    arch: x86_64, kernel: 6.1.0-18-amd64, init: systemd}
@@ -146,6 +161,10 @@ ansible_facts:
             - C(loaded) (in /proc/modules), C(version) and C(srcversion) (from /sys/module),
               C(parameters) (name to value, readable ones), C(available) (modinfo finds it for
               the running kernel), C(file) (its path), C(builtin) (compiled into the kernel).
+            - C(trusted_cidrs) is the loaded module's source filter as the kernel reads it back
+              ("" for none, null when the module has no such parameter, as the vendor's);
+              C(honours_any_source) is true when it honours TOA from any source (no filter),
+              false when it filters, null when no TOA module is loaded.
             - C(file_srcversion) is the srcversion of that file (C(modinfo -F srcversion)), null
               when unknown; C(reload_pending) is true when the module is loaded and both
               srcversions are known and differ, that is the loaded code is not the installed
@@ -153,6 +172,7 @@ ansible_facts:
           type: dict
           sample: {loaded: true, version: 1.0.0, srcversion: 5E0A6A1F4F2D3C1B0A998877,
                    file_srcversion: 5E0A6A1F4F2D3C1B0A998877, reload_pending: false,
+                   trusted_cidrs: 10.20.0.0/16, honours_any_source: false,
                    parameters: {ipv4_kinds: "200"}, available: true,
                    file: /lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko}
         stats:
@@ -200,11 +220,20 @@ ansible_facts:
         dkms_installed:
           description: Whether the dkms command exists; null when I(gather_dkms) is false.
           type: bool
+        src_recorded:
+          description:
+            - The module source directories the role recorded as installed by it, in
+              C(/var/lib/toa-fleet/installed-src) (C(/usr/src/<name>-<version>) lines; others are
+              ignored). Removal deletes these and no other C(/usr/src/<name>-*).
+          type: list
+          elements: str
+          sample: [/usr/src/toa-2.0.0]
         route:
           description:
             - The chosen route, C({route, strategy, reason, package}); C(package) is null unless
-              C(route) is C(package), else C({id, kernel, format, files, verified, running,
-              headers_available}) with C(files) a list of C({name, url, sha256, kind}).
+              C(route) is C(package), else C({id, kernel, format, files, verified, unverified,
+              running, headers_available}) with C(files) a list of C({name, url, sha256, kind})
+              and C(unverified) the names of the files without a sha256.
             - Null when no route fits.
           type: dict
         route_error:
@@ -238,6 +267,7 @@ from ansible.module_utils.toa_preflight import (
     problems as preflight_problems,
     signing_state,
 )
+from ansible.module_utils.toa_params import any_source_warning, source_filter
 from ansible.module_utils.toa_route import (
     SEED_BASE_URL,
     STRATEGIES,
@@ -342,6 +372,8 @@ def module_state(module, name, kernel):
         rc, out, _err = module.run_command([modinfo, "-k", kernel, "-F", "srcversion", name])
         if rc == 0:
             file_srcversion = out.strip() or None
+    parameters = read_parameters(name) if loaded or builtin else {}
+    trusted, any_source = source_filter(parameters) if loaded or builtin else (None, None)
     return {
         "loaded": loaded,
         "version": version,
@@ -349,7 +381,9 @@ def module_state(module, name, kernel):
         "file_srcversion": file_srcversion,
         "reload_pending": bool(loaded and srcversion and file_srcversion
                                and srcversion != file_srcversion),
-        "parameters": read_parameters(name) if loaded or builtin else {},
+        "parameters": parameters,
+        "trusted_cidrs": trusted,
+        "honours_any_source": any_source,
         "available": available,
         "builtin": builtin,
         "file": path,
@@ -471,6 +505,20 @@ SPACE_PATHS = ("/boot", "/", "/usr/src", "/var/lib/dkms")
 GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 # The DKMS signing setting the role writes (tasks/dkms_signing.yml).
 SIGNING_CONF = "/etc/dkms/framework.conf.d/toa-signing.conf"
+# The module source directories the role installed (tasks/route_module.yml), one
+# a line: removal deletes these, not whatever else matches /usr/src/toa-*.
+INSTALLED_SRC = "/var/lib/toa-fleet/installed-src"
+
+
+def recorded_src(name):
+    """The /usr/src/<name>-<version> directories INSTALLED_SRC lists, in order, once each."""
+    pattern = re.compile(r"^/usr/src/%s-[A-Za-z0-9][A-Za-z0-9._+~-]*$" % re.escape(name))
+    found = []
+    for line in (read_text(INSTALLED_SRC, "") or "").splitlines():
+        path = line.strip()
+        if pattern.match(path) and ".." not in path and path not in found:
+            found.append(path)
+    return found
 
 
 def free_space(path):
@@ -567,7 +615,7 @@ def preflight_state(module, route):
             "ignore": params["preflight_ignore"],
             "conflicting": params["conflicting_modules"],
             "row_id": package.get("id"),
-            "params": params["params"],
+            "params": params["params"] or {},
         })
     readings["problems"] = found
     return readings
@@ -582,7 +630,9 @@ def gather(module):
     if os_release is None:
         os_release = read_text("/usr/lib/os-release", "")
     redhat_release = read_text("/etc/redhat-release", "")
-    host = identify_host(os_release, redhat_release, machine, kernel, init_comm())
+    host = identify_host(os_release, redhat_release, machine, kernel, init_comm(),
+                         kernel_version=read_text("/proc/sys/kernel/version", ""),
+                         version_signature=read_text("/proc/version_signature", ""))
     route = None
     route_error = None
     try:
@@ -590,7 +640,8 @@ def gather(module):
                              base_url=params["package_base_url"],
                              checksums=params["package_checksums"],
                              allow_unverified=params["allow_unverified"],
-                             install_headers=params["install_headers"])
+                             install_headers=params["install_headers"],
+                             allow_older_kernel=params["allow_older_kernel"])
     except RouteError as exc:
         route_error = str(exc)
     dkms_installed, dkms = dkms_state(module, name) if params["gather_dkms"] else (None, None)
@@ -608,6 +659,7 @@ def gather(module):
         },
         "dkms": dkms,
         "dkms_installed": dkms_installed,
+        "src_recorded": recorded_src(name),
         "route": route,
         "route_error": route_error,
         "preflight": preflight_state(module, route),
@@ -624,12 +676,13 @@ def main():
             package_checksums=dict(type="dict", default={}),
             allow_unverified=dict(type="bool", default=False),
             install_headers=dict(type="bool", default=False),
+            allow_older_kernel=dict(type="bool", default=False),
             conflicting_modules=dict(type="list", elements="str", default=[]),
             free_mb=dict(type="dict", default={}),
             preflight_ignore=dict(type="list", elements="str", default=[]),
             signing_key=dict(type="str", default="", no_log=False),
             signing_cert=dict(type="str", default=""),
-            params=dict(type="dict", default={}),
+            params=dict(type="dict"),
             gather_dkms=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -646,7 +699,16 @@ def main():
                 value is None or re.match(r"^\d+$", str(value))):
             module.fail_json(msg="free_mb takes boot, root and dkms with whole MB (0 skips "
                                  "one), got %s=%r" % (key, value))
-    module.exit_json(changed=False, ansible_facts={"toa": gather(module)})
+    toa = gather(module)
+    if module.params["params"] is not None:
+        package = (toa["route"] or {}).get("package") or {}
+        warning = any_source_warning(
+            module.params["params"],
+            vendor_row=package.get("id") if package and not package.get("module_params", True)
+            else None)
+        if warning:
+            module.warn(warning)
+    module.exit_json(changed=False, ansible_facts={"toa": toa})
 
 
 if __name__ == "__main__":

@@ -281,3 +281,36 @@ def kinds_problems(params, label="toa_params"):
                             "that kind" if len(taken) == 1 else "those kinds",
                             "it" if len(taken) == 1 else "them"))
     return found
+
+
+def source_filter(parameters):
+    """(trusted_cidrs, honours_any_source) of a loaded TOA module, from its sysfs parameters.
+
+    trusted_cidrs is the canonical readback ("" for none), or None when the module
+    has no such parameter: the vendor's LVS-derived module, which filters nothing.
+    Either way an empty filter honours TOA from any source.
+    """
+    if "trusted_cidrs" not in (parameters or {}):
+        return None, True
+    value = canonical("trusted_cidrs", parameters["trusted_cidrs"])
+    return value, value == ""
+
+
+def any_source_warning(params, vendor_row=None):
+    """The warning for a run whose TOA module will honour TOA from any source, else None.
+
+    params: the toa_params the role loads the module with; vendor_row: the id of the
+    catalogue row when the route installs a kernel whose module takes no parameters.
+    """
+    if vendor_row:
+        return ("The TOA module of catalogue row %s (the vendor's kernel) has no source filter: "
+                "it honours TOA from any source, so a client that reaches this host directly "
+                "can claim any address. Keep direct clients out with a firewall, or use "
+                "toa_strategy: module, whose module honours TOA only from "
+                "toa_params.trusted_cidrs." % vendor_row)
+    value = (params or {}).get("trusted_cidrs")
+    if canonical("trusted_cidrs", value):
+        return None
+    return ("toa_params.trusted_cidrs is empty: TOA is honoured from any source, so a client "
+            "that reaches this host directly can claim any address. Set it to your proxies' "
+            "egress networks, e.g. toa_params.trusted_cidrs: \"10.20.0.0/16,2001:db8:20::/48\".")

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: toa-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Pure logic shared by the toa_* modules: host identification and route
 # selection.  No I/O here: callers read the files and pass their text in, so
 # every rule can be unit-tested on fixtures.  Python 2.7 compatible because
@@ -192,12 +194,34 @@ def _init_system(comm, family, distribution, major):
     return "unknown"
 
 
-def identify_host(os_release_text, redhat_release_text, machine, kernel_release, init_comm):
+def upstream_kernel_version(kernel_release, kernel_version="", version_signature=""):
+    """The upstream (kernel.org) version a distribution kernel is based on, as "x.y.z".
+
+    Debian and Ubuntu name their kernels by ABI ("3.16.0-11-amd64", "4.4.0-210-generic"),
+    so uname -r does not say how recent the code is: Debian writes its package version
+    into uname -v ("#1 SMP Debian 3.16.84-1 (2020-06-09)"), Ubuntu its upstream base
+    into /proc/version_signature ("Ubuntu 4.4.0-210.242-generic 4.4.262").  Other
+    kernels: the x.y.z of uname -r.  "" when none of them says.
+    """
+    for text, pattern in ((version_signature, r"^\s*Ubuntu\s+\S+\s+(\d+\.\d+(?:\.\d+)?)\s*$"),
+                          (kernel_version, r"\bDebian\s+(\d+\.\d+(?:\.\d+)?)")):
+        match = re.search(pattern, text or "")
+        if match:
+            return match.group(1)
+    match = re.match(r"^\s*(\d+\.\d+\.(\d+))(-?)", kernel_release or "")
+    if not match or (match.group(2) == "0" and match.group(3)):
+        return ""  # "x.y.0-N-flavour" is an ABI name, not the code's version
+    return match.group(1)
+
+
+def identify_host(os_release_text, redhat_release_text, machine, kernel_release, init_comm,
+                  kernel_version="", version_signature=""):
     """Describe a host from its raw identification texts.
 
     os_release_text: /etc/os-release (or "" when missing, as on CentOS 6);
     redhat_release_text: /etc/redhat-release (or ""); machine: uname -m;
-    kernel_release: uname -r; init_comm: /proc/1/comm.
+    kernel_release: uname -r; init_comm: /proc/1/comm; kernel_version: uname -v
+    (/proc/sys/kernel/version); version_signature: /proc/version_signature (Ubuntu).
     """
     osr = parse_os_release(os_release_text)
     rhr = parse_redhat_release(redhat_release_text)
@@ -229,6 +253,8 @@ def identify_host(os_release_text, redhat_release_text, machine, kernel_release,
         "family": family,
         "arch": normalize_arch(machine),
         "kernel": (kernel_release or "").strip(),
+        "kernel_upstream": upstream_kernel_version(kernel_release, kernel_version,
+                                                   version_signature),
         "init": _init_system(init_comm, family, distribution, major),
         "init_comm": (init_comm or "").strip(),
     }
@@ -369,7 +395,41 @@ def normalize_sha256(value):
     return text
 
 
-def _package(host, row, base_url, checksums, allow_unverified, install_headers):
+def _version_tuple(text):
+    return tuple(int(part) for part in text.split("."))
+
+
+_RPM_KERNEL_RE = re.compile(r"^\s*(\d+(?:\.\d+)*)-(\d+(?:\.\d+)*)")
+
+
+def kernel_is_older(host, row):
+    """Whether the row's kernel is older code than the kernel the host runs.
+
+    rpm rows (EL kernels keep the upstream version and count their own
+    releases): version, then the numeric start of the release, so
+    3.10.0-693.el7 < 3.10.0-693.21.1.el7 < 3.10.0-1160.el7.  deb rows: the
+    upstream version of each (see upstream_kernel_version), so 4.4.87.toa is
+    older than Ubuntu's 4.4.0-210-generic (4.4.262).  True or False; None when
+    a version cannot be read.
+    """
+    target = str(row.get("kernel") or "")
+    running = host.get("kernel") or ""
+    if target == running:
+        return False
+    if row.get("format") == "rpm":
+        want, have = _RPM_KERNEL_RE.match(target), _RPM_KERNEL_RE.match(running)
+        if not want or not have:
+            return None
+        return ((_version_tuple(want.group(1)), _version_tuple(want.group(2)))
+                < (_version_tuple(have.group(1)), _version_tuple(have.group(2))))
+    want, have = upstream_kernel_version(target), host.get("kernel_upstream") or ""
+    if not want or not have:
+        return None
+    return _version_tuple(want) < _version_tuple(have)
+
+
+def _package(host, row, base_url, checksums, install_headers):
+    """The package plan of a catalogue row; "unverified" names the files without a sha256."""
     if not base_url and "://" not in str(row["image"]):
         _fail(host, "toa_package_base_url is empty and catalogue row %s names only a file; "
               "set toa_package_base_url to the vendor's URL or your mirror (http, https or "
@@ -403,34 +463,59 @@ def _package(host, row, base_url, checksums, allow_unverified, install_headers):
             "sha256": digest,
             "kind": kind,
         })
-    if unverified and not allow_unverified:
-        _fail(host, "no sha256 is known for %s (catalogue row %s); the vendor publishes "
-              "none, so set toa_package_checksums: {%s: <sha256>} after verifying the "
-              "file yourself, or set toa_allow_unverified_packages: true."
-              % (", ".join(unverified), _row_label(row),
-                 ", ".join("'%s'" % name for name in unverified)))
     return {
         "id": row["id"],
         "kernel": str(row["kernel"]),
         "format": row["format"],
         "files": files,
         "verified": not unverified,
+        "unverified": unverified,
         "running": str(row["kernel"]) == host.get("kernel"),
         "headers_available": bool(row.get("headers")),
+        "module_params": bool(row.get("module_params", True)),
     }
 
 
+def _package_blockers(host, row, package, allow_unverified, allow_older_kernel):
+    """Why the package route must not install this row, each with what to set; [] when it may."""
+    found = []
+    unverified = package["unverified"]
+    if unverified and not allow_unverified:
+        found.append("no sha256 is known for %s (catalogue row %s); the vendor publishes none, "
+                     "so set toa_package_checksums: {%s: <sha256>} after verifying the file "
+                     "yourself, or set toa_allow_unverified_packages: true."
+                     % (", ".join(unverified), _row_label(row),
+                        ", ".join("'%s'" % name for name in unverified)))
+    if not package["running"] and not allow_older_kernel and kernel_is_older(host, row):
+        upstream = host.get("kernel_upstream")
+        found.append("catalogue row %s would install kernel %s, older than the running kernel "
+                     "%s%s: the host would lose every fix made between the two, security fixes "
+                     "among them, for as long as it boots the TOA kernel. Set "
+                     "toa_allow_older_kernel: true to install it anyway."
+                     % (_row_label(row), row["kernel"], host.get("kernel"),
+                        " (upstream %s)" % upstream if upstream and row.get("format") == "deb"
+                        else ""))
+    return found
+
+
+def _module_route(strategy, reason):
+    return {"route": "module", "strategy": strategy, "package": None, "reason": reason}
+
+
 def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, checksums=None,
-                 allow_unverified=False, install_headers=False):
+                 allow_unverified=False, install_headers=False, allow_older_kernel=False):
     """Choose how to give this host a TOA module.
 
     Returns {route, reason, strategy, package}; package is None unless the
     route is "package".  Raises RouteError when no route is possible or an
     explicit strategy cannot be honoured.
 
-    auto: package when a catalogue row matches (see match_rows); else module
-    when module_route_problem() is None; else kernel when
-    kernel_route_problem() is None; else RouteError.
+    auto: package when a catalogue row matches (see match_rows) and may be
+    installed (a sha256 for each file, or allow_unverified; a kernel not older
+    than the running one, or allow_older_kernel); else module when
+    module_route_problem() is None; else kernel when kernel_route_problem() is
+    None; else RouteError.  A matching row that may not be installed is never
+    passed over for the kernel route: the error says what to set.
     """
     strategy = (strategy or "auto").strip().lower()
     if strategy not in STRATEGIES:
@@ -441,33 +526,35 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
               % (checksums,))
     rows = match_rows(host, catalogue)
     label = host_label(host)
-
-    def package_result(why):
-        row = rows[0]
-        return {
-            "route": "package",
-            "strategy": strategy,
-            "reason": why % {"row": _row_label(row), "kernel": row["kernel"]},
-            "package": _package(host, row, base_url, checksums, allow_unverified,
-                                install_headers),
-        }
-
-    if strategy == "package":
-        if not rows:
-            _fail(host, "toa_strategy is package but no catalogue row matches %s %s on %s."
-                  % (host.get("distribution"), host.get("version"), host.get("arch")))
-        return package_result("toa_strategy is package; catalogue row %(row)s "
-                              "provides TOA kernel %(kernel)s")
-    if strategy == "auto" and rows:
-        return package_result("catalogue row %(row)s provides a prebuilt TOA kernel "
-                              "%(kernel)s for this host")
     module_problem = module_route_problem(host)
+
+    if strategy == "package" and not rows:
+        _fail(host, "toa_strategy is package but no catalogue row matches %s %s on %s."
+              % (host.get("distribution"), host.get("version"), host.get("arch")))
+    if strategy in ("package", "auto") and rows:
+        row = rows[0]
+        package = _package(host, row, base_url, checksums, install_headers)
+        blockers = _package_blockers(host, row, package, allow_unverified, allow_older_kernel)
+        if not blockers:
+            why = ("toa_strategy is package; catalogue row %s provides TOA kernel %s"
+                   if strategy == "package" else
+                   "catalogue row %s provides a prebuilt TOA kernel %s for this host")
+            return {"route": "package", "strategy": strategy, "package": package,
+                    "reason": why % (_row_label(row), row["kernel"])}
+        if strategy == "package":
+            _fail(host, " ".join(blockers))
+        if module_problem:
+            _fail(host, "%s The module route cannot serve this host instead: %s."
+                  % (" ".join(blockers), module_problem))
+        return _module_route(strategy, (
+            "not the package route of catalogue row %s: %s Building the TOA module with DKMS "
+            "for the running kernel instead (toa_strategy: package would refuse)."
+            % (_row_label(row), " ".join(blockers))))
     if strategy == "module":
         if module_problem:
             _fail(host, "toa_strategy is module but %s." % module_problem)
-        return {"route": "module", "strategy": strategy, "package": None,
-                "reason": "toa_strategy is module; building the TOA module with DKMS "
-                          "for kernel %s" % host.get("kernel")}
+        return _module_route(strategy, "toa_strategy is module; building the TOA module with "
+                                       "DKMS for kernel %s" % host.get("kernel"))
     kernel_problem = kernel_route_problem(host)
     if strategy == "kernel":
         if kernel_problem:
@@ -476,9 +563,8 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
                 "reason": "toa_strategy is kernel; building a patched %s kernel from source"
                           % host.get("distribution")}
     if not module_problem:
-        return {"route": "module", "strategy": strategy, "package": None,
-                "reason": "no catalogue row matches %s; building the TOA module with DKMS "
-                          "for the running kernel" % label}
+        return _module_route(strategy, "no catalogue row matches %s; building the TOA module "
+                                       "with DKMS for the running kernel" % label)
     if not kernel_problem:
         return {"route": "kernel", "strategy": strategy, "package": None,
                 "reason": "no catalogue row matches %s and %s; building a patched kernel "

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: toa-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The seed's rpmbuild recipe for a TOA kernel, as pure logic (no I/O).
 
 RHEL-family TOA kernels are built the way the vendor guide does it by hand:

@@ -7,6 +7,7 @@ collection keeps them in plugins/ and imports shared code by its full name,
 so this script lays out a collection tree from
 
     collection/         galaxy.yml, meta/runtime.yml, README.md, tests/sanity/
+    LICENSE, COPYING    -> the collection's root
     library/*.py        -> plugins/modules/
     module_utils/*.py   -> plugins/module_utils/
     filter_plugins/*.py -> plugins/filter/
@@ -92,6 +93,10 @@ def lay_out(tree):
             shutil.copymode(path, out)
     for role in ROLES:
         shutil.copytree(os.path.join(ROOT, "roles", role), os.path.join(tree, "roles", role), ignore=SKIP)
+    # Which part is under which license, and the GPL-3.0 text (the GPL-2.0 text
+    # of the kernel module source travels with it in roles/toa/files/toa-src).
+    for name in ("LICENSE", "COPYING"):
+        shutil.copy2(os.path.join(ROOT, name), tree)
     return info
 
 

@@ -4,6 +4,11 @@
 The embedded default inventory: every running guest under $TOA_CACHE/run
 becomes a host (named after the guest) in the groups `toa_servers` and
 `guest_<recipe>` (e.g. guest_debian12), reached over its loopback SSH port.
+
+It also gives playbooks/build.yml (run on the controller, the implicit
+localhost, which takes the `all` group's vars) the test bed's work directory
+and the mirror address the guests reach: outside the test bed the build has
+no default for either.
 """
 import json
 import os
@@ -12,6 +17,12 @@ import sys
 CACHE = os.environ.get("TOA_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "toa-fleet")
 RUN = os.path.join(CACHE, "run")
+# scripts/toavm.py: the guests reach the host's package proxy (scripts/aptcache.py)
+# at 10.0.2.100:3142, which serves $TOA_CACHE/mirror under /toa-mirror/.
+TESTBED_VARS = {
+    "toa_build_cache": CACHE,
+    "toa_build_mirror_url": "http://10.0.2.100:3142/toa-mirror/",
+}
 
 
 def alive(pid):
@@ -45,6 +56,7 @@ def inventory():
         groups["toa_servers"].append(name)
         groups.setdefault("guest_" + st["guest"], []).append(name)
     out = {g: {"hosts": h} for g, h in groups.items()}
+    out["all"] = {"vars": dict(TESTBED_VARS)}
     out["_meta"] = {"hostvars": hostvars}
     return out
 

@@ -1,7 +1,9 @@
 /*
  * User-space test of the TOA option parser (toa_opt.c): fixed vectors for
  * every rule, then random option areas checked for crashes and for the
- * one invariant that matters: a FOUND result came from a real option.
+ * one invariant that matters: a FOUND result is an option really present in
+ * the area, at a position a walk of the options reaches, of a configured kind
+ * and the family's length, with the same port and address bytes.
  * Built with AddressSanitizer, so reading one byte too far fails the run.
  */
 #include <stdio.h>
@@ -102,10 +104,49 @@ static void fixed(void)
 	EXPECT("tfo 254/8 still not TOA", tfo254_8, TOA_PARSE_NONE);
 }
 
-/* Random option areas up to 40 bytes (the TCP maximum). */
+/*
+ * Where a FOUND address must come from: an option that a walk from the start of
+ * the area reaches (EOL ends the walk, NOP is one byte, every other option
+ * carries its length), whose kind is configured for the family, whose length is
+ * the family's TOA length, and whose port and address bytes are the result's.
+ * Written apart from toa_opt.c so the two cannot share a mistake.
+ */
+static bool found_in_area(const u8 *v, unsigned int len, const struct toa_addr *a)
+{
+	unsigned int pos = 0, alen = a->fam == TOA_FAM_V4 ? 4 : 16;
+	unsigned int olen = a->fam == TOA_FAM_V4 ? TOA_V4_LEN : TOA_V6_LEN;
+	const struct toa_kinds *k = a->fam == TOA_FAM_V4 ? &k4 : &k6;
+	const void *addr = a->fam == TOA_FAM_V4 ? (const void *)&a->v4 :
+						   (const void *)a->v6.s6_addr;
+	int matches = 0;
+
+	if (a->fam != TOA_FAM_V4 && a->fam != TOA_FAM_V6)
+		return false;
+	while (pos < len && v[pos] != 0) {
+		if (v[pos] == 1) {
+			pos++;
+			continue;
+		}
+		if (pos + 1 >= len || v[pos + 1] < 2 || pos + v[pos + 1] > len)
+			return false;	/* FOUND from a broken area is itself a bug */
+		if (v[pos] == a->kind && v[pos + 1] == olen &&
+		    toa_kind_test(k, v[pos]) &&
+		    memcmp(v + pos + 2, &a->port, 2) == 0 &&
+		    memcmp(v + pos + 4, addr, alen) == 0)
+			matches++;
+		pos += v[pos + 1];
+	}
+	return matches == 1;
+}
+
+/*
+ * Random option areas up to 40 bytes (the TCP maximum).  Every FOUND must be
+ * an option really present in the area (found_in_area); the run fails when too
+ * few areas produce one for that check to mean anything.
+ */
 static void fuzz(unsigned int rounds)
 {
-	unsigned int i, j;
+	unsigned int i, j, found = 0;
 
 	srand(12345);
 	for (i = 0; i < rounds; i++) {
@@ -125,12 +166,87 @@ static void fuzz(unsigned int rounds)
 			}
 		}
 		r = parse(v, len, &a);
-		if (r == TOA_PARSE_FOUND &&
-		    !(a.fam == TOA_FAM_V4 || a.fam == TOA_FAM_V6)) {
-			printf("FAIL fuzz: FOUND without family\n");
+		if (r != TOA_PARSE_FOUND)
+			continue;
+		found++;
+		if (!found_in_area(v, len, &a)) {
+			printf("FAIL fuzz: round %u: FOUND kind %u family %u that is no option "
+			       "of the area\n", i, a.kind, a.fam);
 			failures++;
 		}
 	}
+	if (found < rounds / 1000) {
+		printf("FAIL fuzz: only %u of %u areas gave FOUND: the check above proves "
+		       "nothing\n", found, rounds);
+		failures++;
+	}
+	printf("fuzz: %u of %u random areas gave FOUND, each an option of its area\n",
+	       found, rounds);
+}
+
+/* One whole option at @v with at most @room bytes: NOP, a TOA-shaped one, or any other. */
+static unsigned int put_option(u8 *v, unsigned int room)
+{
+	unsigned int olen, j;
+
+	switch (rand() % 4) {
+	case 0:
+		olen = TOA_V4_LEN;
+		v[0] = rand() % 2 ? 200 : 254;
+		break;
+	case 1:
+		olen = TOA_V6_LEN;
+		v[0] = rand() % 2 ? 253 : 254;
+		break;
+	case 2:
+		olen = 2 + rand() % 9;
+		v[0] = 2 + rand() % 254;
+		break;
+	default:
+		olen = 1;
+		break;
+	}
+	if (olen == 1 || olen > room) {
+		v[0] = 1;	/* NOP */
+		return 1;
+	}
+	v[1] = olen;
+	for (j = 2; j < olen; j++)
+		v[j] = rand();
+	return olen;
+}
+
+/*
+ * Option areas made of whole options, so that many hold a TOA: the same
+ * check as fuzz() on every FOUND, now with enough of them to matter.
+ */
+static void fuzz_options(unsigned int rounds)
+{
+	unsigned int i, found = 0;
+
+	srand(54321);
+	for (i = 0; i < rounds; i++) {
+		u8 v[40];
+		unsigned int len = 0, want = rand() % 41;
+		struct toa_addr a;
+
+		while (len < want)
+			len += put_option(v + len, want - len);
+		if (parse(v, len, &a) != TOA_PARSE_FOUND)
+			continue;
+		found++;
+		if (!found_in_area(v, len, &a)) {
+			printf("FAIL fuzz_options: round %u: FOUND kind %u family %u that is no "
+			       "option of the area\n", i, a.kind, a.fam);
+			failures++;
+		}
+	}
+	if (found < rounds / 10) {
+		printf("FAIL fuzz_options: only %u of %u areas gave FOUND\n", found, rounds);
+		failures++;
+	}
+	printf("fuzz_options: %u of %u areas of whole options gave FOUND, each an option "
+	       "of its area\n", found, rounds);
 }
 
 int main(void)
@@ -140,10 +256,12 @@ int main(void)
 	toa_kind_set(&k6, 254);
 	fixed();
 	fuzz(200000);
+	fuzz_options(200000);
 	if (failures) {
 		printf("%d parser checks failed\n", failures);
 		return 1;
 	}
-	printf("parser: fixed vectors and 200000 random option areas ok\n");
+	printf("parser: fixed vectors and 400000 option areas ok, every FOUND an option "
+	       "of its area\n");
 	return 0;
 }

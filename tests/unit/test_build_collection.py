@@ -81,7 +81,8 @@ def test_the_tree_holds_every_module_util_filter_and_the_role(tree):
             == names(os.path.join(ROOT, "module_utils", "*.py")))
     assert names(os.path.join(tree, "plugins", "filter", "*.py")) == names(os.path.join(ROOT, "filter_plugins", "*.py"))
     for path in ("galaxy.yml", "README.md", "meta/runtime.yml", "roles/toa/tasks/main.yml",
-                 "roles/toa/meta/argument_specs.yml", "roles/toa/files/toa-src/dkms.conf"):
+                 "roles/toa/meta/argument_specs.yml", "roles/toa/files/toa-src/dkms.conf",
+                 "LICENSE", "COPYING", "roles/toa/files/toa-src/COPYING"):
         assert os.path.isfile(os.path.join(tree, path)), path
     with open(os.path.join(tree, "galaxy.yml")) as handle:
         meta = yaml.safe_load(handle)

@@ -4,6 +4,8 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -135,3 +137,116 @@ def test_source_tarball_found_in_debian_and_ubuntu_layouts(tmp_path, layout):
             assert argv[:2] == ["dpkg-deb", "-f"]
             return "1.2-3\n"
     assert btk.source_tarball(R(), "x", str(tmp_path), str(deb)) == (str(deb), "1.2-3", str(tarball))
+
+
+# -- Debian versions and the source package the archive offers now -------------------------
+
+@pytest.mark.parametrize("a, b, want", [
+    ("6.1.100-1", "6.1.99-1", 1),          # numbers, not string order
+    ("6.1.192-3", "6.1.192-2", 1),
+    ("6.1.192-3", "6.1.192-3", 0),
+    ("6.1~rc1-1", "6.1-1", -1),            # ~ sorts before everything, even the end
+    ("1:6.1.1-1", "6.1.192-3", 1),         # the epoch first
+    ("6.1.76-1+deb12u1", "6.1.76-1", 1),
+    ("6.1.76-1~bpo11+1", "6.1.76-1", -1),
+    ("1.0", "1.0-0", 0),
+    ("1.0a", "1.0+b1", -1),                # letters before other characters
+    ("4.4.0-210.242", "4.4.0-21.37", 1),
+])
+def test_compare_versions(a, b, want):
+    assert btk.compare_versions(a, b) == want
+    assert btk.compare_versions(b, a) == -want
+
+
+DPKG_PAIRS = ["6.1.99-1", "6.1.100-1", "1:6.1-1", "6.1~rc1-1", "6.1-1", "6.1", "6.1-0",
+              "6.1.0-1+deb12u1", "6.1.0-1~bpo11+1", "1.0a", "1.0+b1", "1.0-1.1", "2.0~~", "2.0~",
+              "1.0-a", "1.0-A", "1.0-~"]
+
+
+@pytest.mark.skipif(shutil.which("dpkg") is None, reason="dpkg is not installed here")
+def test_compare_versions_agrees_with_dpkg():
+    for a in DPKG_PAIRS:
+        for b in DPKG_PAIRS:
+            want = btk.compare_versions(a, b)
+            op = {-1: "lt", 0: "eq", 1: "gt"}[want]
+            assert subprocess.run(["dpkg", "--compare-versions", a, op, b]).returncode == 0, (a, op, b)
+
+
+# apt-cache policy linux-source-6.1 on a Debian 12 build host (bookworm-security).
+POLICY = """linux-source-6.1:
+  Installed: (none)
+  Candidate: %s
+  Version table:
+     6.1.192-3 500
+        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+     6.1.176-1 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+"""
+
+
+class FakeApt(btk.Runner):
+    """apt-cache policy answers with `candidate`; apt-get download writes the .deb."""
+
+    def __init__(self, candidate):
+        super().__init__()
+        self.candidate = candidate
+        self.calls = []
+
+    def say(self, text):
+        pass
+
+    def run(self, argv, cwd=None, input_text=None, capture=False):
+        self.calls.append(argv)
+        if argv[:2] == ["apt-cache", "policy"]:
+            return POLICY % self.candidate
+        if argv[:2] == ["apt-get", "download"]:
+            package, _sep, version = argv[2].partition("=")
+            version = version or self.candidate
+            with open(os.path.join(cwd, "%s_%s_all.deb" % (package, version.replace(":", "%3a"))),
+                      "w") as handle:
+                handle.write(version)
+            return ""
+        raise AssertionError("unexpected command %r" % (argv,))
+
+
+def cache_debs(directory, *versions):
+    directory.mkdir(exist_ok=True)
+    for version in versions:
+        (directory / ("linux-source-6.1_%s_all.deb" % version.replace(":", "%3a"))).write_text(version)
+
+
+def test_a_newer_source_in_the_archive_is_downloaded_not_the_first_one_reused(tmp_path):
+    cache_debs(tmp_path / "sources", "6.1.176-1")
+    runner = FakeApt("6.1.192-3")
+    deb = btk.fetch_deb(runner, "linux-source-6.1", str(tmp_path / "sources"))
+    assert os.path.basename(deb) == "linux-source-6.1_6.1.192-3_all.deb"
+    assert ["apt-get", "download", "linux-source-6.1=6.1.192-3"] in runner.calls
+
+
+def test_the_offered_version_already_at_hand_is_not_downloaded_again(tmp_path):
+    cache_debs(tmp_path / "sources", "6.1.192-3", "6.1.176-1")
+    runner = FakeApt("6.1.192-3")
+    deb = btk.fetch_deb(runner, "linux-source-6.1", str(tmp_path / "sources"))
+    assert os.path.basename(deb) == "linux-source-6.1_6.1.192-3_all.deb"
+    assert not [call for call in runner.calls if call[:2] == ["apt-get", "download"]]
+
+
+def test_without_a_candidate_the_newest_cached_copy_by_debian_order_serves(tmp_path):
+    cache_debs(tmp_path / "sources", "6.1.99-1", "6.1.100-1", "6.1.100~rc1-1")
+    deb = btk.fetch_deb(FakeApt("(none)"), "linux-source-6.1", str(tmp_path / "sources"))
+    assert os.path.basename(deb) == "linux-source-6.1_6.1.100-1_all.deb"
+
+
+def test_an_epoch_in_the_file_name_is_read_back(tmp_path):
+    cache_debs(tmp_path / "sources", "1:6.1.1-1")
+    runner = FakeApt("1:6.1.1-1")
+    deb = btk.fetch_deb(runner, "linux-source-6.1", str(tmp_path / "sources"))
+    assert os.path.basename(deb) == "linux-source-6.1_1%3a6.1.1-1_all.deb"
+    assert btk.deb_file_version(deb, "linux-source-6.1") == "1:6.1.1-1"
+    assert not [call for call in runner.calls if call[:2] == ["apt-get", "download"]]
+
+
+def test_a_newer_source_changes_the_build_key():
+    older = btk.plan(args(), "6.1.176-1", "0" * 64, "patch", "config", "lsmod")[1]
+    newer = btk.plan(args(), "6.1.192-3", "1" * 64, "patch", "config", "lsmod")[1]
+    assert older != newer

@@ -65,8 +65,9 @@ def test_nothing_installed(fakehost, run_module, fake_commands):
     assert toa["host"]["distribution"] == "Debian" and toa["host"]["init"] == "systemd"
     assert toa["module"] == {"loaded": False, "version": None, "srcversion": None,
                              "file_srcversion": None, "reload_pending": False,
-                             "parameters": {}, "available": False, "builtin": False,
-                             "file": None}
+                             "parameters": {}, "trusted_cidrs": None,
+                             "honours_any_source": None, "available": False,
+                             "builtin": False, "file": None}
     assert toa["stats"] == {}
     assert toa["counters"]["lost"] is None  # no counters: unknown, not "nothing lost"
     assert toa["autoload"]["enabled"] is False and toa["autoload"]["files"] == []
@@ -96,6 +97,7 @@ def test_loaded_module_with_params_stats_and_dkms(fakehost, run_module, fake_com
     assert toa["module"] == {"loaded": True, "version": "1.0.0", "srcversion": "0123ABCD",
                              "file_srcversion": "0123ABCD", "reload_pending": False,
                              "parameters": {"ipv4_kinds": "200", "ipv6_kinds": "253,254"},
+                             "trusted_cidrs": None, "honours_any_source": True,
                              "available": True, "builtin": False, "file": ko}
     assert toa["stats"] == {"syn_recv_sock_toa": 12, "getname_toa_ok": 10}
     assert toa["counters"]["lost"] is None  # none of these counters says what was lost
@@ -240,9 +242,14 @@ def test_centos6_without_os_release_takes_package_route(fakehost, run_module, mo
     write(fakehost, "/proc/1/comm", "init\n")
     write(fakehost, "/proc/sys/kernel/osrelease", "2.6.32-754.35.1.el6.x86_64\n")
     image = "kernel-2.6.32-220.23.1.el6.toa.x86_64.rpm"
-    toa = facts(run_module, {"catalogue": load_catalogue(),
-                             "package_base_url": "file:///srv/mirror",
-                             "package_checksums": {image: SHA}}, bins={"dkms": None})
+    args = {"catalogue": load_catalogue(), "package_base_url": "file:///srv/mirror",
+            "package_checksums": {image: SHA}}
+    # CentOS 6.10's kernel is newer than the vendor's 2.6.32-220.23.1 (CentOS 6.2).
+    toa = facts(run_module, args, bins={"dkms": None})
+    assert toa["route"] is None
+    assert "older than the running kernel 2.6.32-754.35.1.el6.x86_64" in toa["route_error"]
+    assert "toa_allow_older_kernel: true" in toa["route_error"]
+    toa = facts(run_module, dict(args, allow_older_kernel=True), bins={"dkms": None})
     assert (toa["host"]["distribution"], toa["host"]["version"], toa["host"]["init"]) == (
         "CentOS", "6.10", "upstart")
     assert toa["route"]["route"] == "package"
@@ -258,15 +265,35 @@ def test_route_error_is_reported_not_failed(fakehost, run_module):
     assert "toa_strategy" in toa["route_error"]
 
 
-def test_unverified_package_route_error(fakehost, run_module):
+def test_unverified_package_row_sends_auto_to_the_module_route(fakehost, run_module):
     write(fakehost, "/etc/os-release", fixture_text("os-release", "debian8"))
     write(fakehost, "/proc/sys/kernel/osrelease", "3.16.0-11-amd64\n")
+    write(fakehost, "/proc/sys/kernel/version", "#1 SMP Debian 3.16.84-1 (2020-06-09)\n")
     toa = facts(run_module, {"catalogue": load_catalogue()}, bins={"dkms": None})
+    assert toa["host"]["kernel_upstream"] == "3.16.84"
+    assert toa["route"]["route"] == "module"
+    assert "toa_package_checksums" in toa["route"]["reason"]
+    assert "toa_allow_older_kernel" in toa["route"]["reason"]
+    toa = facts(run_module, {"catalogue": load_catalogue(), "strategy": "package"},
+                bins={"dkms": None})
     assert toa["route"] is None
     assert "toa_package_checksums" in toa["route_error"]
-    toa = facts(run_module, {"catalogue": load_catalogue(), "allow_unverified": True},
-                bins={"dkms": None})
+    toa = facts(run_module, {"catalogue": load_catalogue(), "allow_unverified": True,
+                             "allow_older_kernel": True}, bins={"dkms": None})
     assert toa["route"]["package"]["verified"] is False
+
+
+def test_ubuntu_upstream_version_comes_from_version_signature(fakehost, run_module):
+    write(fakehost, "/etc/os-release", fixture_text("os-release", "ubuntu1604"))
+    write(fakehost, "/proc/sys/kernel/osrelease", "4.4.0-210-generic\n")
+    write(fakehost, "/proc/sys/kernel/version", "#242-Ubuntu SMP Fri Apr 16 09:57:56 UTC 2021\n")
+    assert facts(run_module, bins={"dkms": None})["host"]["kernel_upstream"] == ""
+    write(fakehost, "/proc/version_signature", "Ubuntu 4.4.0-210.242-generic 4.4.262\n")
+    toa = facts(run_module, {"catalogue": load_catalogue(), "strategy": "package",
+                             "allow_unverified": True}, bins={"dkms": None})
+    assert toa["host"]["kernel_upstream"] == "4.4.262"
+    assert "older than the running kernel 4.4.0-210-generic (upstream 4.4.262)" \
+        in toa["route_error"]
 
 
 def test_check_mode_is_the_same(fakehost, run_module):
@@ -286,3 +313,83 @@ def test_systemd_runtime_dir_wins_over_pid1_name(fakehost, run_module):
     assert facts(run_module, bins={"dkms": None})["host"]["init"] == "sysvinit"
     os.makedirs(str(fakehost / "run/systemd/system"))
     assert facts(run_module, bins={"dkms": None})["host"]["init"] == "systemd"
+
+
+# -- trusted sources: what the loaded module honours, and the warning of every run --------
+
+def load_toa(root, parameters):
+    write(root, "/proc/modules", "toa 16384 0 - Live 0xffffffffc0a1b000 (OE)\n")
+    write(root, "/sys/module/toa/version", "2.0.0\n")
+    for name, value in parameters.items():
+        write(root, "/sys/module/toa/parameters/" + name, value + "\n")
+
+
+@pytest.mark.parametrize("parameters, trusted, any_source", [
+    ({"ipv4_kinds": "200", "trusted_cidrs": ""}, "", True),
+    ({"ipv4_kinds": "200", "trusted_cidrs": "(null)"}, "", True),
+    ({"ipv4_kinds": "200", "trusted_cidrs": "10.20.0.0/16,2001:db8:20::/48"},
+     "10.20.0.0/16,2001:db8:20::/48", False),
+    ({}, None, True),  # the vendor's module: no parameters, no filter
+])
+def test_loaded_module_says_whether_it_honours_any_source(fakehost, run_module, parameters,
+                                                          trusted, any_source):
+    load_toa(fakehost, parameters)
+    module = facts(run_module, {"gather_dkms": False})["module"]
+    assert (module["trusted_cidrs"], module["honours_any_source"]) == (trusted, any_source)
+
+
+@pytest.fixture
+def warnings(monkeypatch):
+    seen = []
+    monkeypatch.setattr(toa_facts.AnsibleModule, "warn", lambda self, text: seen.append(text))
+    return seen
+
+
+@pytest.mark.parametrize("params, warned", [
+    ({"ipv4_kinds": "200", "ipv6_kinds": "253,254", "trusted_cidrs": ""}, True),
+    ({"ipv4_kinds": "200"}, True),
+    ({}, True),
+    ({"ipv4_kinds": "200", "trusted_cidrs": "10.20.0.0/16"}, False),
+    (None, False),  # playbooks/verify.yml and report.yml pass no params: no warning
+])
+def test_every_run_warns_while_trusted_cidrs_is_empty(fakehost, run_module, warnings, params,
+                                                      warned):
+    args = {"gather_dkms": False}
+    if params is not None:
+        args["params"] = params
+    facts(run_module, args)
+    assert bool(warnings) is warned
+    if warned:
+        assert "toa_params.trusted_cidrs is empty: TOA is honoured from any source" in warnings[0]
+
+
+def test_vendor_kernel_route_warns_that_its_module_has_no_filter(fakehost, run_module, warnings):
+    os.remove(str(fakehost / "etc/os-release"))
+    write(fakehost, "/etc/redhat-release", fixture_text("redhat-release", "centos7"))
+    write(fakehost, "/proc/sys/kernel/osrelease", "3.10.0-514.el7.x86_64\n")
+    facts(run_module, {"gather_dkms": False, "catalogue": load_catalogue(),
+                       "allow_unverified": True, "params": {"trusted_cidrs": ""}})
+    assert len(warnings) == 1
+    assert warnings[0].startswith("The TOA module of catalogue row centos7-x86_64 (the vendor's "
+                                  "kernel) has no source filter")
+
+
+# -- the module source directories the role recorded installing ------------------------------
+
+def test_src_recorded_lists_only_the_role_s_source_directories(fakehost, run_module):
+    assert facts(run_module, {"gather_dkms": False})["src_recorded"] == []
+    write(fakehost, "/var/lib/toa-fleet/installed-src", "\n".join([
+        "/usr/src/toa-1.0.0",
+        "/usr/src/toa-2.0.0",
+        "/usr/src/toa-2.0.0",          # written twice: listed once
+        "  /usr/src/toa-2.1.0~rc1  ",
+        "/usr/src/toa-../../etc",      # never a way out of /usr/src
+        "/usr/src/toa-2.0.0/..",
+        "/usr/src/toa-2.0.0/toa_main.c",
+        "/usr/src/other-1.0",
+        "/etc/passwd",
+        "# a comment",
+        ""]))
+    assert facts(run_module, {"gather_dkms": False})["src_recorded"] == [
+        "/usr/src/toa-1.0.0", "/usr/src/toa-2.0.0", "/usr/src/toa-2.1.0~rc1"]
+    assert facts(run_module, {"gather_dkms": False, "name": "vtoa"})["src_recorded"] == []

@@ -35,7 +35,8 @@ STATS_20 = dict(STATS_CLEAN, rejected_multiple=2, rejected_syn_mismatch=0, fasto
 
 def facts(distribution="Debian", version="12", kernel="6.1.0-18-amd64", loaded=True, available=True,
           mod_version="1.0.0", builtin=False, stats=None, autoload=None, route="module", package=None,
-          route_error=None, arch="x86_64", running_is_toa=False, srcversions=(None, None)):
+          route_error=None, arch="x86_64", running_is_toa=False, srcversions=(None, None),
+          trusted_cidrs=""):
     toa = {
         "host": {"distribution": distribution, "id": distribution.lower(), "version": version,
                  "full_version": version, "major": version.split(".")[0], "family": "Debian",
@@ -46,6 +47,8 @@ def facts(distribution="Debian", version="12", kernel="6.1.0-18-amd64", loaded=T
                    "reload_pending": bool(loaded and srcversions[0] and srcversions[1]
                                           and srcversions[0] != srcversions[1]),
                    "parameters": {"ipv4_kinds": "200"} if loaded else {}, "available": available,
+                   "trusted_cidrs": trusted_cidrs if loaded else None,
+                   "honours_any_source": (not trusted_cidrs) if loaded else None,
                    "builtin": builtin, "file": None},
         "stats": stats if stats is not None else {},
         "counters": summarise(stats),
@@ -260,6 +263,19 @@ def test_markdown_escapes_pipes_and_markup():
     assert "<script>" not in text
 
 
+@pytest.mark.parametrize("module, cell", [
+    (facts(), "any source"),
+    (facts(trusted_cidrs="10.20.0.0/16,2001:db8:20::/48"), "10.20.0.0/16,2001:db8:20::/48"),
+    (facts(loaded=False), "-"),
+    (facts(trusted_cidrs=None), "any source"),  # the vendor's module: no filter at all
+])
+def test_sources_cell_shows_a_host_that_honours_any_source(module, cell):
+    row = toa_report.host_row({"host": "h", "facts": module, "probe": probe("rewritten")})
+    assert row["sources"] == cell
+    page = toa_report.toa_report_html([row])
+    assert '<td class="sources">%s</td>' % cell in page
+
+
 def test_csv_round_trips():
     rows = toa_report.toa_report_rows(fleet())
     parsed = list(csv.DictReader(io.StringIO(toa_report.toa_report_csv(rows))))
@@ -274,11 +290,24 @@ def test_csv_round_trips():
     assert (losing["lost"], losing["lost_detail"]) == ("yes", "missed_syn_recv_v4=3")
 
 
-def test_csv_defuses_spreadsheet_formulas():
-    record = {"host": "=HYPERLINK(\"http://x\")", "facts": facts(), "probe": probe("rewritten")}
-    parsed = list(csv.DictReader(io.StringIO(toa_report.toa_report_csv(toa_report.toa_report_rows([record])))))
-    assert parsed[0]["host"] == "'=HYPERLINK(\"http://x\")"
+@pytest.mark.parametrize("host", ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0",
+                                  "-2+3", "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"])
+def test_csv_defuses_spreadsheet_formulas(host):
+    record = {"host": host, "facts": facts(), "probe": probe("rewritten")}
+    text = toa_report.toa_report_csv(toa_report.toa_report_rows([record]))
+    parsed = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert len(parsed) == 1
+    assert parsed[0]["host"] == "'" + host.replace("\r", "\n")
     assert parsed[0]["version"] == "1.0.0"
+
+
+def test_csv_keeps_plain_values_and_the_empty_marker():
+    # A route error starting with a minus sign comes from the host too.
+    record = {"host": "web1", "facts": facts(route_error="-bad row"), "probe": probe("rewritten")}
+    parsed = list(csv.DictReader(io.StringIO(toa_report.toa_report_csv(toa_report.toa_report_rows([record])))))
+    assert parsed[0]["host"] == "web1"
+    assert parsed[0]["route"] == "none: -bad row"
+    assert parsed[0]["missed"] == "-"  # the report's "nothing" marker is no formula
 
 
 def test_html_is_self_contained_and_escaped():

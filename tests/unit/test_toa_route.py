@@ -49,9 +49,22 @@ HOSTS = {
 }
 
 
+# uname -v (/proc/sys/kernel/version) and /proc/version_signature where they say more
+# than uname -r: the upstream version of a Debian or Ubuntu kernel.
+UNAME_V = {
+    "debian8": "#1 SMP Debian 3.16.84-1 (2020-06-09)",
+    "debian12": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)",
+    "ubuntu1604": "#242-Ubuntu SMP Fri Apr 16 09:57:56 UTC 2021",
+    "centos7": "#1 SMP Tue Nov 3 19:32:30 UTC 2020",
+}
+SIGNATURE = {"ubuntu1604": "Ubuntu 4.4.0-210.242-generic 4.4.262\n"}
+
+
 def host(name, **changes):
     os_release, redhat_release, machine, kernel, comm = HOSTS[name]
-    result = identify_host(osr(os_release), rhr(redhat_release), machine, kernel, comm)
+    result = identify_host(osr(os_release), rhr(redhat_release), machine, kernel, comm,
+                           kernel_version=UNAME_V.get(name, ""),
+                           version_signature=SIGNATURE.get(name, ""))
     result.update(changes)
     return result
 
@@ -148,6 +161,9 @@ def test_is_toa_kernel(release, expected):
 
 
 # -- route selection -----------------------------------------------------------
+# The realistic hosts run kernels newer than the vendor's 2017 builds. Tests of the
+# package plan itself (files, URLs, checksums) therefore opt in with
+# allow_older_kernel=True; the refusal has its own tests further down.
 
 @pytest.mark.parametrize("name, route, row", [
     ("centos6", "package", "centos6-x86_64"),
@@ -165,7 +181,8 @@ def test_is_toa_kernel(release, expected):
     ("ubuntu2404", "module", None),
 ])
 def test_auto_route(name, route, row):
-    chosen = select_route(host(name), load_catalogue(), allow_unverified=True)
+    chosen = select_route(host(name), load_catalogue(), allow_unverified=True,
+                          allow_older_kernel=True)
     assert chosen["route"] == route
     assert chosen["strategy"] == "auto"
     if row is None:
@@ -197,7 +214,8 @@ def test_package_urls_files_and_kernel_for_each_seed_row():
         "debian8": ("linux-image-3.16.43.toa_1.0_amd64.deb", "deb", "3.16.43.toa"),
     }
     for name, (image, fmt, kernel) in expected.items():
-        chosen = select_route(host(name), load_catalogue(), checksums=checksums_for(image))
+        chosen = select_route(host(name), load_catalogue(), checksums=checksums_for(image),
+                              allow_older_kernel=True)
         package = chosen["package"]
         assert (package["format"], package["kernel"], package["verified"]) == (fmt, kernel, True)
         assert package["files"] == [{
@@ -218,7 +236,7 @@ def test_package_urls_files_and_kernel_for_each_seed_row():
 def test_package_url_joining(base, url):
     image = "linux-image-3.16.43.toa_1.0_amd64.deb"
     chosen = select_route(host("debian8"), load_catalogue(), base_url=base,
-                          checksums=checksums_for(image))
+                          checksums=checksums_for(image), allow_older_kernel=True)
     assert chosen["package"]["files"][0]["url"] == url % image
 
 
@@ -226,14 +244,16 @@ def test_row_image_given_as_full_url_ignores_base():
     catalogue = load_catalogue()
     catalogue[3]["image"] = "https://other.example.net/pool/linux-image-3.16.43.toa_1.0_amd64.deb"
     chosen = select_route(host("debian8"), catalogue, base_url=MIRROR,
-                          checksums=checksums_for("linux-image-3.16.43.toa_1.0_amd64.deb"))
+                          checksums=checksums_for("linux-image-3.16.43.toa_1.0_amd64.deb"),
+                          allow_older_kernel=True)
     assert chosen["package"]["files"][0]["url"] == catalogue[3]["image"]
     assert chosen["package"]["files"][0]["name"] == "linux-image-3.16.43.toa_1.0_amd64.deb"
 
 
 def test_missing_checksum_is_refused_with_the_variable_and_file_named():
     with pytest.raises(RouteError) as info:
-        select_route(host("centos7"), load_catalogue())
+        select_route(host("centos7"), load_catalogue(), strategy="package",
+                     allow_older_kernel=True)
     message = str(info.value)
     assert "kernel-3.10.0-693.el7.centos.toa.x86_64.rpm" in message
     assert "toa_package_checksums" in message
@@ -242,24 +262,28 @@ def test_missing_checksum_is_refused_with_the_variable_and_file_named():
 
 
 def test_allow_unverified_gives_unverified_package():
-    package = select_route(host("centos7"), load_catalogue(), allow_unverified=True)["package"]
+    package = select_route(host("centos7"), load_catalogue(), allow_unverified=True,
+                           allow_older_kernel=True)["package"]
     assert package["verified"] is False
     assert package["files"][0]["sha256"] is None
+    assert package["unverified"] == ["kernel-3.10.0-693.el7.centos.toa.x86_64.rpm"]
 
 
 def test_checksums_variable_beats_catalogue_row():
     catalogue = load_catalogue()
     image = "kernel-2.6.32-220.23.1.el6.toa.x86_64.rpm"
     catalogue[0]["sha256"] = {image: SHA_B}
-    assert select_route(host("centos6"), catalogue)["package"]["files"][0]["sha256"] == SHA_B
-    chosen = select_route(host("centos6"), catalogue, checksums={image: SHA_A})
+    chosen = select_route(host("centos6"), catalogue, allow_older_kernel=True)
+    assert chosen["package"]["files"][0]["sha256"] == SHA_B
+    chosen = select_route(host("centos6"), catalogue, checksums={image: SHA_A},
+                          allow_older_kernel=True)
     assert chosen["package"]["files"][0]["sha256"] == SHA_A
 
 
 def test_checksum_prefix_and_case_are_normalised():
     image = "kernel-2.6.32-220.23.1.el6.toa.x86_64.rpm"
     chosen = select_route(host("centos6"), load_catalogue(),
-                          checksums={image: "sha256:" + SHA_B.upper()})
+                          checksums={image: "sha256:" + SHA_B.upper()}, allow_older_kernel=True)
     assert chosen["package"]["files"][0]["sha256"] == SHA_B
 
 
@@ -284,14 +308,16 @@ def test_malformed_row_checksum_names_the_row():
 def test_headers_only_when_asked_and_each_needs_a_checksum():
     image = "linux-image-4.4.87.toa_1.0_amd64.deb"
     headers = "linux-headers-4.4.87.toa_1.0_amd64.deb"
-    plain = select_route(host("ubuntu1604"), load_catalogue(), checksums=checksums_for(image))
+    plain = select_route(host("ubuntu1604"), load_catalogue(), checksums=checksums_for(image),
+                         allow_older_kernel=True)
     assert [f["kind"] for f in plain["package"]["files"]] == ["image"]
     with pytest.raises(RouteError) as info:
         select_route(host("ubuntu1604"), load_catalogue(), checksums=checksums_for(image),
-                     install_headers=True)
+                     install_headers=True, strategy="package", allow_older_kernel=True)
     assert headers in str(info.value) and image not in str(info.value).split("no sha256")[1]
     both = select_route(host("ubuntu1604"), load_catalogue(), base_url=MIRROR,
-                        checksums=checksums_for(image, headers), install_headers=True)
+                        checksums=checksums_for(image, headers), install_headers=True,
+                        allow_older_kernel=True)
     assert [(f["kind"], f["url"]) for f in both["package"]["files"]] == [
         ("image", MIRROR + image), ("headers", MIRROR + headers)]
 
@@ -299,7 +325,7 @@ def test_headers_only_when_asked_and_each_needs_a_checksum():
 def test_headers_requested_on_rpm_row_without_headers():
     image = "kernel-3.10.0-693.el7.centos.toa.x86_64.rpm"
     chosen = select_route(host("centos7"), load_catalogue(), checksums=checksums_for(image),
-                          install_headers=True)
+                          install_headers=True, allow_older_kernel=True)
     assert len(chosen["package"]["files"]) == 1
     assert chosen["package"]["headers_available"] is False
 
@@ -362,10 +388,12 @@ def test_row_matching_by_exact_version_and_major():
     extra = {"id": "ubuntu16-any", "distribution": "ubuntu", "major": 16, "arch": "amd64",
              "format": "deb", "kernel": "4.4.99.toa", "image": "img.deb", "headers": None,
              "sha256": {"img.deb": SHA_A}}
-    chosen = select_route(host("ubuntu1604", version="16.10"), catalogue + [extra])
+    chosen = select_route(host("ubuntu1604", version="16.10"), catalogue + [extra],
+                          allow_older_kernel=True)
     assert chosen["package"]["id"] == "ubuntu16-any"
     # The exact version row outranks the major row for 16.04.
-    chosen = select_route(host("ubuntu1604"), catalogue + [extra], allow_unverified=True)
+    chosen = select_route(host("ubuntu1604"), catalogue + [extra], allow_unverified=True,
+                          allow_older_kernel=True)
     assert chosen["package"]["id"] == "ubuntu1604-x86_64"
 
 
@@ -444,9 +472,11 @@ def test_among_equal_rows_the_later_one_wins():
     mirror_row = dict(load_catalogue()[1], id="centos7-local-build",
                       kernel="3.10.0-1160.el7.toa.x86_64",
                       image="kernel-3.10.0-1160.el7.toa.x86_64.rpm")
-    chosen = select_route(host("centos7"), load_catalogue() + [mirror_row], allow_unverified=True)
+    chosen = select_route(host("centos7"), load_catalogue() + [mirror_row], allow_unverified=True,
+                          allow_older_kernel=True)
     assert chosen["package"]["id"] == "centos7-local-build"
-    chosen = select_route(host("centos7"), [mirror_row] + load_catalogue(), allow_unverified=True)
+    chosen = select_route(host("centos7"), [mirror_row] + load_catalogue(), allow_unverified=True,
+                          allow_older_kernel=True)
     assert chosen["package"]["id"] == "centos7-x86_64"
 
 
@@ -466,3 +496,122 @@ def test_empty_base_url_is_refused():
     with pytest.raises(RouteError) as info:
         select_route(host("debian8"), load_catalogue(), base_url="", allow_unverified=True)
     assert "toa_package_base_url is empty" in str(info.value)
+
+
+# -- auto passes over a row it may not install; the package route refuses older kernels ----
+
+@pytest.mark.parametrize("release, uname_v, signature, want", [
+    ("6.1.0-18-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)", "", "6.1.76"),
+    ("3.16.0-4-amd64", "#1 SMP Debian 3.16.7-ckt25-2 (2016-04-08)", "", "3.16.7"),
+    ("4.4.0-210-generic", "#242-Ubuntu SMP Fri Apr 16 09:57:56 UTC 2021",
+     "Ubuntu 4.4.0-210.242-generic 4.4.262\n", "4.4.262"),
+    ("4.4.0-210-generic", "#242-Ubuntu SMP Fri Apr 16 09:57:56 UTC 2021", "", ""),
+    # x.y.0-N names say nothing about the code's age (EL compares releases instead).
+    ("3.10.0-1160.el7.x86_64", "#1 SMP Tue Nov 3 19:32:30 UTC 2020", "", ""),
+    ("5.15.0-105-generic", "#115-Ubuntu SMP Mon Apr 15 09:52:04 UTC 2024", "", ""),
+    ("4.4.87.toa", "#1 SMP Mon Sep 11 10:00:00 CST 2017", "", "4.4.87"),
+    ("6.1.192-toa", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2.toa1 (2026-11-26)", "", "6.1.192"),
+    ("", "", "", ""),
+])
+def test_upstream_kernel_version(release, uname_v, signature, want):
+    assert toa_route.upstream_kernel_version(release, uname_v, signature) == want
+
+
+@pytest.mark.parametrize("name, changes, row_index, older", [
+    # EL: version, then release numbers (3.10.0-693 is RHEL 7.4, 1160 is 7.9).
+    ("centos7", {}, 1, True),
+    ("centos7", {"kernel": "3.10.0-514.el7.x86_64"}, 1, False),
+    ("centos7", {"kernel": "3.10.0-693.21.1.el7.x86_64"}, 1, True),
+    ("centos7", {"kernel": "3.10.0-693.el7.centos.toa.x86_64"}, 1, False),
+    ("centos6", {}, 0, True),
+    ("centos6", {"kernel": "2.6.32-131.0.15.el6.x86_64"}, 0, False),
+    # Debian and Ubuntu: the upstream version the running kernel is based on.
+    ("ubuntu1604", {}, 2, True),
+    ("ubuntu1604", {"kernel_upstream": "4.4.6"}, 2, False),
+    ("ubuntu1604", {"kernel_upstream": ""}, 2, None),
+    ("debian8", {}, 3, True),
+    ("debian8", {"kernel_upstream": "3.16.7"}, 3, False),
+])
+def test_kernel_is_older(name, changes, row_index, older):
+    assert toa_route.kernel_is_older(host(name, **changes), load_catalogue()[row_index]) is older
+
+
+def test_auto_takes_the_module_route_when_no_checksum_is_pinned_and_says_how_to_pin_it():
+    chosen = select_route(host("ubuntu1604", kernel_upstream="4.4.6"), load_catalogue())
+    assert (chosen["route"], chosen["package"]) == ("module", None)
+    reason = chosen["reason"]
+    for part in ("catalogue row ubuntu1604-x86_64", "linux-image-4.4.87.toa_1.0_amd64.deb",
+                 "toa_package_checksums", "toa_allow_unverified_packages",
+                 "Building the TOA module with DKMS"):
+        assert part in reason, reason
+    # Pinned, the same host takes the package route.
+    pinned = select_route(host("ubuntu1604", kernel_upstream="4.4.6"), load_catalogue(),
+                          checksums=checksums_for("linux-image-4.4.87.toa_1.0_amd64.deb"))
+    assert pinned["route"] == "package"
+
+
+def test_package_strategy_still_refuses_a_row_without_checksum():
+    with pytest.raises(RouteError) as info:
+        select_route(host("ubuntu1604", kernel_upstream="4.4.6"), load_catalogue(),
+                     strategy="package")
+    assert "toa_package_checksums: {'linux-image-4.4.87.toa_1.0_amd64.deb': <sha256>}" \
+        in str(info.value)
+
+
+def test_auto_fails_when_neither_the_row_nor_the_module_route_can_serve():
+    # CentOS 6: the module route needs EL >= 7, so auto does not pass over the row.
+    with pytest.raises(RouteError) as info:
+        select_route(host("centos6", kernel="2.6.32-131.0.15.el6.x86_64"), load_catalogue())
+    message = str(info.value)
+    assert "no sha256 is known for kernel-2.6.32-220.23.1.el6.toa.x86_64.rpm" in message
+    assert "The module route cannot serve this host instead: the module route needs " \
+        "kernel >= 3.10" in message
+
+
+def test_package_strategy_refuses_an_older_kernel_and_says_what_the_host_loses():
+    image = "kernel-3.10.0-693.el7.centos.toa.x86_64.rpm"
+    with pytest.raises(RouteError) as info:
+        select_route(host("centos7"), load_catalogue(), strategy="package",
+                     checksums=checksums_for(image))
+    message = str(info.value)
+    assert ("catalogue row centos7-x86_64 would install kernel 3.10.0-693.el7.centos.toa.x86_64,"
+            " older than the running kernel 3.10.0-1160.el7.x86_64") in message
+    assert "lose every fix made between the two, security fixes among them" in message
+    assert "toa_allow_older_kernel: true" in message
+    chosen = select_route(host("centos7"), load_catalogue(), strategy="package",
+                          checksums=checksums_for(image), allow_older_kernel=True)
+    assert chosen["route"] == "package"
+
+
+def test_deb_refusal_names_the_upstream_version_of_the_running_kernel():
+    image = "linux-image-3.16.43.toa_1.0_amd64.deb"
+    with pytest.raises(RouteError) as info:
+        select_route(host("debian8"), load_catalogue(), strategy="package",
+                     checksums=checksums_for(image))
+    assert "older than the running kernel 3.16.0-11-amd64 (upstream 3.16.84)" in str(info.value)
+
+
+def test_auto_passes_over_an_older_kernel_for_the_module_route():
+    image = "kernel-3.10.0-693.el7.centos.toa.x86_64.rpm"
+    chosen = select_route(host("centos7"), load_catalogue(), checksums=checksums_for(image))
+    assert chosen["route"] == "module"
+    assert "toa_allow_older_kernel: true" in chosen["reason"]
+    # Both reasons at once when neither holds.
+    both = select_route(host("centos7"), load_catalogue())["reason"]
+    assert "toa_package_checksums" in both and "toa_allow_older_kernel" in both
+
+
+def test_a_host_on_an_older_kernel_than_the_row_takes_the_package_route():
+    image = "kernel-3.10.0-693.el7.centos.toa.x86_64.rpm"
+    chosen = select_route(host("centos7", kernel="3.10.0-514.el7.x86_64"), load_catalogue(),
+                          checksums=checksums_for(image))
+    assert chosen["route"] == "package"
+
+
+def test_unknown_upstream_version_does_not_refuse():
+    # Ubuntu without /proc/version_signature: 4.4.0-210 says nothing about its code's age.
+    image = "linux-image-4.4.87.toa_1.0_amd64.deb"
+    target = host("ubuntu1604", kernel_upstream="")
+    chosen = select_route(target, load_catalogue(), strategy="package",
+                          checksums=checksums_for(image))
+    assert chosen["route"] == "package"

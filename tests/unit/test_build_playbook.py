@@ -1,0 +1,76 @@
+"""playbooks/build.yml outside the test bed: no default for where it works and publishes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+from role_tasks import ROOT, find_task, render_all
+
+BUILD = os.path.join(ROOT, "playbooks", "build.yml")
+PLACES = ("toa_build_cache", "toa_build_dir", "toa_build_mirror_dir", "toa_build_mirror_url")
+CHECK = "Check that the build knows where to work and where the fleet downloads from"
+
+
+def play():
+    with open(BUILD) as handle:
+        return yaml.safe_load(handle)[0]
+
+
+def test_no_test_bed_default_for_the_cache_or_the_mirror():
+    # Play vars would also override the inventory's values: none may be defined there.
+    assert not set(PLACES) & set(play()["vars"])
+    with open(BUILD) as handle:
+        text = handle.read()
+    assert "10.0.2.100" not in text and "TOA_CACHE" not in text
+
+
+def run_build(*extra):
+    program = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([program, "-i", "localhost,", "-c", "local", BUILD] + list(extra),
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+def test_without_them_the_build_stops_first_and_names_both():
+    rc, out = run_build()
+    assert rc != 0
+    assert "TASK [" + CHECK + "]" in out
+    assert "Read the build host's release" not in out  # nothing ran before the check
+    assert ("Set toa_build_cache (a directory on localhost that outlives the run, e.g. "
+            "/srv/toa-build, not an AWX job container that goes with the job; or toa_build_dir "
+            "and toa_build_mirror_dir) and toa_build_mirror_url (the URL the fleet reaches the "
+            "published mirror directory by) in the build host's inventory or with -e.") in out
+
+
+def test_a_missing_mirror_url_alone_is_named_alone():
+    rc, out = run_build("-e", "toa_build_cache=/srv/toa-build")
+    assert rc != 0
+    assert "Set toa_build_mirror_url (the URL the fleet reaches" in out
+    assert "Set toa_build_cache" not in out
+
+
+def inventory_vars():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "inventories", "local", "toavm_guests.py")],
+                          capture_output=True, text=True, check=True,
+                          env=dict(os.environ, TOA_CACHE="/var/tmp/toa-cache-test"))
+    return json.loads(proc.stdout)["all"]["vars"]
+
+
+def test_the_test_bed_inventory_sets_them_and_the_check_passes():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import toavm
+    found = inventory_vars()
+    assert found == {"toa_build_cache": "/var/tmp/toa-cache-test",
+                     "toa_build_mirror_url": "http://%s:%d/toa-mirror/" % toavm.GUEST_PROXY}
+    task = find_task("playbooks/build.yml", CHECK)
+    assert render_all(task["ansible.builtin.assert"]["that"], play()["vars"], inventory_hostname="localhost",
+                      **found)
+    assert not render_all(task["ansible.builtin.assert"]["that"], play()["vars"],
+                          inventory_hostname="localhost")
+    # toa_build_dir and toa_build_mirror_dir may stand in for the cache.
+    assert render_all(task["ansible.builtin.assert"]["that"], play()["vars"], inventory_hostname="b",
+                      toa_build_dir="/srv/k", toa_build_mirror_dir="/srv/m",
+                      toa_build_mirror_url="https://m.example/")

@@ -1,0 +1,259 @@
+"""The Jinja of task files, rendered by Ansible on realistic facts and command output
+(tests/unit/role_tasks.py): messages, conditions and loops whose logic lives in YAML."""
+
+import pytest
+from role_tasks import find_task, render, render_all
+
+
+def module_facts(**module):
+    base = {"loaded": True, "version": "2.0.0", "trusted_cidrs": "", "honours_any_source": True}
+    base.update(module)
+    return {"module": base, "kernels": {"running": "6.1.0-28-amd64"},
+            "autoload": {"enabled": True, "methods": ["modules-load"]},
+            "host": {"id": "debian", "version": "12"}}
+
+
+# -- verification says when TOA is honoured from any source ---------------------------------
+
+@pytest.mark.parametrize("module, says", [
+    ({}, "honours TOA from any source (no trusted_cidrs: a client that reaches the host "
+         "directly can claim any address)."),
+    ({"trusted_cidrs": None}, "honours TOA from any source"),  # the vendor's module
+    ({"trusted_cidrs": "10.20.0.0/16", "honours_any_source": False},
+     "honours TOA only from 10.20.0.0/16."),
+])
+def test_verify_playbook_says_which_sources_are_honoured(module, says):
+    task = find_task("playbooks/verify.yml", "Check that TOA is loaded and set to load at boot")
+    text = render(task["ansible.builtin.assert"]["success_msg"], inventory_hostname="web1",
+                  toa=module_facts(**module))
+    assert says in " ".join(text.split())
+
+
+@pytest.mark.parametrize("module, says", [
+    ({}, "It honours TOA from any source (no trusted_cidrs): a client that reaches the host "
+         "directly can claim any address."),
+    ({"trusted_cidrs": "10.20.0.0/16", "honours_any_source": False},
+     "It honours TOA only from 10.20.0.0/16."),
+])
+def test_role_verification_says_which_sources_are_honoured(module, says):
+    task = find_task("roles/toa/tasks/verify.yml", "Check that TOA is loaded and autoload is as asked")
+    text = render(task["ansible.builtin.assert"]["success_msg"], toa=module_facts(**module),
+                  toa_reload_pending=False)
+    assert says in " ".join(text.split())
+
+
+# -- the probe sends the kinds the module reads, never kind 0 ---------------------------------
+
+PROBE = ("roles/toa/tasks/probe.yml", "Prove TOA for each family the module reads")
+ALL_FAMILIES = ["ipv4", "ipv6", "ipv4_on_ipv6"]
+
+
+def probe_plan(params, families=ALL_FAMILIES, module_params=None):
+    block = find_task(*PROBE)
+    variables = dict(toa_params=params, toa_verify_probe_families=families,
+                     inventory_hostname="web1")
+    if module_params is not None:
+        variables["__toa_module_params"] = module_params
+    probed = render("{{ __toa_probe_families }}", block["vars"], **variables)
+    sends = find_task("roles/toa/tasks/probe.yml", "Send a crafted TOA handshake and read getpeername()")
+    kinds = dict((family, int(render(sends["toa_probe"]["kind"], block["vars"], item=family,
+                                     **variables))) for family in probed)
+    skip = find_task("roles/toa/tasks/probe.yml",
+                     "Say which families are not probed because the module reads no kind for them")
+    skipped = render(skip["loop"], block["vars"], **variables)
+    messages = [" ".join(render(skip["ansible.builtin.debug"]["msg"], block["vars"], item=family,
+                                **variables).split()) for family in skipped]
+    return kinds, skipped, messages
+
+
+def test_empty_ipv6_kinds_skips_the_ipv6_probe_and_says_why():
+    kinds, skipped, messages = probe_plan({"ipv4_kinds": "200", "ipv6_kinds": "",
+                                           "trusted_cidrs": ""})
+    assert kinds == {"ipv4": 200, "ipv4_on_ipv6": 200}
+    assert skipped == ["ipv6"]
+    assert messages == ["Not probing ipv6 on web1: toa_params.ipv6_kinds is empty, so the module "
+                        "honours no IPv6 TOA option and there is nothing to prove. Remove ipv6 "
+                        "from toa_verify_probe_families, or set the kinds your proxies send."]
+
+
+@pytest.mark.parametrize("params, kinds", [
+    ({"ipv4_kinds": "200", "ipv6_kinds": "253,254"}, {"ipv4": 200, "ipv6": 253, "ipv4_on_ipv6": 200}),
+    ({"ipv4_kinds": " 254 , 200", "ipv6_kinds": "254"}, {"ipv4": 254, "ipv6": 254, "ipv4_on_ipv6": 254}),
+    ({"ipv4_kinds": "200", "ipv6_kinds": ",, "}, {"ipv4": 200, "ipv4_on_ipv6": 200}),
+    ({"ipv4_kinds": [200], "ipv6_kinds": [254, 253]}, {"ipv4": 200, "ipv6": 254, "ipv4_on_ipv6": 200}),
+    ({}, {"ipv4": 200, "ipv6": 253, "ipv4_on_ipv6": 200}),  # the module's defaults
+])
+def test_each_family_is_probed_with_the_first_kind_the_module_reads(params, kinds):
+    found, _skipped, _messages = probe_plan(params)
+    assert found == kinds
+    assert 0 not in found.values()
+
+
+def test_only_the_asked_families_are_probed():
+    kinds, skipped, _messages = probe_plan({"ipv4_kinds": "200", "ipv6_kinds": ""}, ["ipv4"])
+    assert (kinds, skipped) == ({"ipv4": 200}, [])
+
+
+def test_the_loaded_parameters_win_over_toa_params():
+    kinds, _skipped, _messages = probe_plan({"ipv4_kinds": "200", "ipv6_kinds": ""}, ["ipv6"],
+                                            module_params={"ipv4_kinds": "200",
+                                                           "ipv6_kinds": "254"})
+    assert kinds == {"ipv6": 254}
+
+
+# -- the DKMS signature check: an unreadable certificate fails, never passes unchecked ------
+
+SIGNING = "roles/toa/tasks/dkms_signing.yml"
+SIGNING_BLOCK = "Check that the built module carries a signature by the configured certificate"
+CERT = "/root/toa-signing.der"
+SERIAL = "1C3D8A520E6F417790ABCDEF0123456789ABCDEF"
+MODINFO_SIGNED = (
+    "filename:       /lib/modules/6.1.0-28-amd64/updates/dkms/toa.ko\n"
+    "version:        2.0.0\n"
+    "license:        GPL\n"
+    "srcversion:     5E0A6A1F4F2D3C1B0A998877\n"
+    "depends:        \n"
+    "retpoline:      Y\n"
+    "name:           toa\n"
+    "vermagic:       6.1.0-28-amd64 SMP preempt mod_unload modversions \n"
+    "sig_id:         PKCS#7\n"
+    "signer:         toa-fleet failures test key\n"
+    "sig_key:        1C:3D:8A:52:0E:6F:41:77:90:AB:CD:EF:01:23:45:67:89:AB:CD:EF\n"
+    "sig_hashalgo:   sha256\n"
+    "signature:      30:2E:02:15:00:8F:4A:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:\n"
+    "\t\tEE:FF:00:11:22\n"
+    "parm:           ipv4_kinds:TCP option kinds read as IPv4 TOA (charp)\n")
+MODINFO_UNSIGNED = "\n".join(line for line in MODINFO_SIGNED.splitlines()
+                             if not line.startswith(("sig", "signer", "\t\t"))) + "\n"
+
+
+def openssl(der, pem):
+    """Registered results of the DER and PEM reads: (rc, stdout, stderr) each."""
+    return {"results": [{"item": form, "rc": rc, "stdout": out, "stderr": err}
+                        for form, (rc, out, err) in (("DER", der), ("PEM", pem))]}
+
+
+UNREADABLE = (1, "", "Could not read certificate from %s\nUnable to load certificate" % CERT)
+
+
+def signing_checks(modinfo, serial_results):
+    block = find_task(SIGNING, SIGNING_BLOCK)
+    variables = dict(toa_signed_modinfo={"stdout": modinfo}, toa_signing_serial=serial_results,
+                     toa_dkms_signing_cert=CERT, __toa_kernel="6.1.0-28-amd64")
+    readable = find_task(SIGNING, "Check that openssl can read the signing certificate")
+    signed = find_task(SIGNING, "Assert that the module is signed with the configured key")
+    task_vars = dict(block["vars"], **signed["vars"])
+    return (render_all(readable["ansible.builtin.assert"]["that"], block["vars"], **variables),
+            " ".join(render(readable["ansible.builtin.assert"]["fail_msg"], block["vars"],
+                            **variables).split()),
+            render_all(signed["ansible.builtin.assert"]["that"], task_vars, **variables),
+            " ".join(render(signed["ansible.builtin.assert"]["fail_msg"], task_vars,
+                            **variables).split()))
+
+
+def test_a_module_signed_by_the_certificate_passes():
+    readable, _msg, signed, _fail = signing_checks(
+        MODINFO_SIGNED, openssl((0, "serial=" + SERIAL, ""), UNREADABLE))
+    assert readable and signed
+
+
+def test_a_pem_certificate_is_read_too():
+    readable, _msg, signed, _fail = signing_checks(
+        MODINFO_SIGNED, openssl(UNREADABLE, (0, "serial=" + SERIAL, "")))
+    assert readable and signed
+
+
+def test_a_certificate_openssl_cannot_read_fails_with_its_error():
+    readable, msg, signed, _fail = signing_checks(MODINFO_SIGNED, openssl(UNREADABLE, UNREADABLE))
+    assert not readable and not signed
+    assert msg.startswith("openssl cannot read toa_dkms_signing_cert %s as a DER or PEM "
+                          "certificate (Could not read certificate from %s)" % (CERT, CERT))
+
+
+def test_missing_openssl_fails_with_the_command_error():
+    missing = (2, "", "")
+    results = openssl(missing, missing)
+    for result in results["results"]:
+        result["msg"] = "[Errno 2] No such file or directory: b'openssl'"
+    readable, msg, _signed, _fail = signing_checks(MODINFO_SIGNED, results)
+    assert not readable
+    assert "([Errno 2] No such file or directory: b'openssl')" in msg
+
+
+def test_a_module_signed_by_another_key_or_unsigned_fails():
+    other = "serial=0" + "AB" * 20
+    readable, _msg, signed, fail = signing_checks(MODINFO_SIGNED, openssl((0, other, ""),
+                                                                          UNREADABLE))
+    assert readable and not signed
+    assert ("signed by toa-fleet failures test key (serial %s), not by %s (serial %s)"
+            % (SERIAL, CERT, "AB" * 20)) in fail
+    readable, _msg, signed, fail = signing_checks(MODINFO_UNSIGNED,
+                                                  openssl((0, "serial=" + SERIAL, ""), UNREADABLE))
+    assert readable and not signed
+    assert "is not signed." in fail
+
+
+# -- removal deletes only the /usr/src directories the role installed ------------------------
+
+REMOVE = "roles/toa/tasks/remove.yml"
+
+
+def removal(recorded, compare, found):
+    """(directories removed, directories named as left, the message) on realistic results."""
+    variables = dict(toa={"src_recorded": recorded}, toa_src_version="2.0.0",
+                     toa_module_name="toa", inventory_hostname="web1",
+                     __toa_src_current="/usr/src/toa-2.0.0",
+                     toa_remove_src_compare=compare,
+                     toa_remove_src={"files": [{"path": path} for path in found]})
+    listed = find_task(REMOVE, "List the module source directories this role installed")
+    ours = render(listed["ansible.builtin.set_fact"]["__toa_src_ours"], **variables)
+    variables["__toa_src_ours"] = ours
+    say = find_task(REMOVE, "Say which source trees were left because this role did not install them")
+    left = render("{{ __toa_src_left }}", say["vars"], **variables)
+    message = " ".join(render(say["ansible.builtin.debug"]["msg"], say["vars"], **variables).split())
+    return ours, left, message
+
+
+SKIPPED = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+
+
+def test_removal_deletes_the_recorded_directories_and_names_another_package_s():
+    ours, left, message = removal(["/usr/src/toa-2.0.0"], SKIPPED,
+                                  ["/usr/src/toa-3.1", "/usr/src/toa-2.0.0"])
+    assert ours == ["/usr/src/toa-2.0.0"]
+    assert left == ["/usr/src/toa-3.1"]
+    assert message.startswith("Left in place on web1: /usr/src/toa-3.1. This role neither "
+                              "recorded installing it")
+
+
+def test_an_unrecorded_directory_holding_exactly_the_role_s_source_is_ours():
+    # Put there by a role version older than the record: toa_src would write nothing.
+    identical = {"changed": False, "dest": "/usr/src/toa-2.0.0", "written": [],
+                 "attributes_changed": []}
+    ours, left, _message = removal([], identical, ["/usr/src/toa-2.0.0"])
+    assert (ours, left) == (["/usr/src/toa-2.0.0"], [])
+
+
+def test_an_unrecorded_directory_with_other_content_is_left():
+    differs = {"changed": True, "dest": "/usr/src/toa-2.0.0", "written": ["toa_main.c"],
+               "attributes_changed": []}
+    ours, left, _message = removal([], differs, ["/usr/src/toa-2.0.0", "/usr/src/toa-1.0.0"])
+    assert ours == []
+    assert left == ["/usr/src/toa-1.0.0", "/usr/src/toa-2.0.0"]
+    failed = {"failed": True, "msg": "dest /usr/src/toa-2.0.0 exists and is not a directory"}
+    assert removal([], failed, [])[0] == []
+
+
+def test_the_module_route_records_what_toa_facts_reads_back(tmp_path, monkeypatch):
+    import toa_facts
+    import toa_host
+    task = find_task("roles/toa/tasks/route_module.yml",
+                     "Record the module source directory this role installs, for removal")
+    line = render(task["ansible.builtin.lineinfile"]["line"], toa_module_name="toa",
+                  toa_src_version="2.0.0")
+    path = tmp_path / task["ansible.builtin.lineinfile"]["path"].lstrip("/")
+    path.parent.mkdir(parents=True)
+    path.write_text(line + "\n")
+    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
+    assert toa_facts.recorded_src("toa") == ["/usr/src/toa-2.0.0"]
+    assert toa_facts.INSTALLED_SRC == task["ansible.builtin.lineinfile"]["path"]
