@@ -2,7 +2,7 @@
 # Prove toa.ko on every guest kernel of the test bed, one guest at a time:
 #   tests/kmod/vm_matrix.sh [GUEST...]     (default: all eight guests)
 # Each guest: boot (image built and cached on first use), tests/kmod/vm_run.sh
-# (headers, warning-free build, 52 functional checks), stop.  Prints one
+# (headers, warning-free build, the functional checks), stop.  Prints one
 # line per guest and exits non-zero if any failed.  About 8-10 min a guest
 # under TCG.
 set -uo pipefail
