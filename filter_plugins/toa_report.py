@@ -350,7 +350,10 @@ p.meta { color: #57606a; margin: 0 0 1rem; }
 p.summary { font-weight: 600; }
 table { border-collapse: collapse; font-size: .85rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; position: sticky; top: 0; }
+th { background: #f6f8fa; }
+/* Only the column headings stick: a sticky row heading (the host cell) would stay
+   at the top of the window once its row scrolled past, one over the other. */
+#toa-report thead th { position: sticky; top: 0; z-index: 1; }
 th.host { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.working td.status { background: #dafbe1; }
