@@ -30,11 +30,30 @@ COUNTERS = ("accepted", "rejected_untrusted", "rejected_malformed", "getname_rew
 NEW_REFUSALS = (("rejected_multiple", "multiple"), ("rejected_syn_mismatch", "syn_mismatch"),
                 ("fastopen_without_toa", "fastopen_without_toa"))
 
+# The counters that mean lost client addresses: module_utils/toa_stats.py's
+# LOST (a unit test keeps the two equal; a filter plugin cannot import
+# module_utils). Each is a CSV column of its own, read from toa_facts'
+# toa.counters.lost_counters: a number, or - when the module does not print it.
+LOST = ("entries_dropped_full", "entries_nomem", "syn_stash_dropped_full", "missed_destroy",
+        "missed_getname_v4", "missed_getname_v6", "missed_syn_recv_v4", "missed_syn_recv_v6",
+        "missed_conn_request", "global_entries_dropped_full", "global_entries_nomem",
+        "global_syn_stash_dropped_full", "global_missed")
+
+# The Markdown/HTML table sums them in one column per cause (missed_* are the
+# "missed" column, from toa.stats): (column key, heading, counters).
+LOST_GROUPS = (
+    ("dropped", "dropped (full)", ("entries_dropped_full", "syn_stash_dropped_full")),
+    ("nomem", "nomem", ("entries_nomem",)),
+    ("global", "all namespaces", ("global_entries_dropped_full", "global_syn_stash_dropped_full",
+                                  "global_entries_nomem", "global_missed")),
+)
+_GROUPED = dict((key, names) for key, _heading, names in LOST_GROUPS)
+
 # Every row has these keys (the CSV columns, in order). lost, hooks and reload
 # come from toa_facts' summary (ansible_facts.toa.counters, toa.module).
 ROW_KEYS = ("host", "status", "os", "kernel", "route", "loaded", "version", "autoload", "probe",
             "probe_peer") + COUNTERS + ("missed", "missed_detail", "lost", "lost_detail",
-                                        "refused", "hooks", "reload")
+                                        "refused", "hooks", "reload") + LOST
 
 # Status of a host, most useful first; the summary counts them in this order.
 STATUSES = (
@@ -53,14 +72,17 @@ STATUS_TEXT = dict(STATUSES)
 # Hosts in these states are listed first: verification fails on them.
 ATTENTION = ("no_facts", "probe_failed", "probe_error", "not_loaded", "losing", "reload_pending")
 
-# Markdown/HTML column headings for the row keys shown there.
+# Markdown/HTML column headings for the row keys shown there, and the
+# LOST_GROUPS sums (dropped, nomem, global) that _cell works out.
 COLUMNS = (
     ("host", "Host"), ("os", "OS"), ("kernel", "Kernel"), ("route", "Route"),
     ("loaded", "TOA loaded"), ("version", "Module version"), ("autoload", "Autoload"),
     ("probe", "Probe"), ("accepted", "accepted"), ("rejected_untrusted", "rejected untrusted"),
     ("rejected_malformed", "rejected malformed"), ("getname_rewrites", "getname rewrites"),
-    ("entries_live", "entries live"), ("missed", "missed"), ("lost", "lost addresses"),
-    ("refused", "other refusals"), ("hooks", "hooks"), ("reload", "reload"), ("status", "Status"),
+    ("entries_live", "entries live"), ("missed", "missed"),
+) + tuple((key, heading) for key, heading, _names in LOST_GROUPS) + (
+    ("lost", "lost addresses"), ("refused", "other refusals"), ("hooks", "hooks"), ("reload", "reload"),
+    ("status", "Status"),
 )
 
 NONE = "-"
@@ -252,6 +274,9 @@ def host_row(record):
     row.update(_counters(_mapping(toa.get("stats"))))
     counters = _mapping(toa.get("counters"))
     row["lost"], row["lost_detail"], lost = _losses(counters)
+    values = _mapping(counters.get("lost_counters"))
+    for name in LOST:
+        row[name] = _text(values.get(name))
     row["refused"] = _refused(counters)
     row["hooks"] = _hooks(counters)
     row["reload"] = _reload(module)
@@ -306,7 +331,19 @@ def _cell(row, key):
         return "%s (%s)" % (value, row["missed_detail"])
     if key == "lost" and row.get("lost_detail"):
         return "%s (%s)" % (value, row["lost_detail"])
+    if key in _GROUPED:
+        return _lost_sum(row, _GROUPED[key])
     return _text(value)
+
+
+def _lost_sum(row, names):
+    """'0', '5 (entries_nomem=5)' or - when the module prints none of these counters."""
+    known = [(name, int(row[name])) for name in names if str(row.get(name, NONE)).isdigit()]
+    if not known:
+        return NONE
+    nonzero = " ".join("%s=%d" % (name, value) for name, value in known if value)
+    total = str(sum(value for _name, value in known))
+    return "%s (%s)" % (total, nonzero) if nonzero else total
 
 
 def _md_escape(text):
@@ -358,13 +395,15 @@ th.host { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.working td.status { background: #dafbe1; }
 tr.probe_failed td.status, tr.probe_error td.status, tr.no_facts td.status,
-tr.losing td.status, tr.losing td.lost { background: #ffebe9; }
+tr.losing td.status, tr.losing td.lost, td.nonzero { background: #ffebe9; }
 tr.not_loaded td.status, tr.not_probed td.status, tr.reload_pending td.status,
 tr.reload_pending td.reload { background: #fff8c5; }
 tr.not_installed td.status { background: #eaeef2; }
 """
 
-_NUMERIC = set(COUNTERS) | {"missed"}
+# Columns of lost-address counters: a cell above 0 is marked.
+_LOST_CELLS = set(["missed"]) | set(_GROUPED)
+_NUMERIC = set(COUNTERS) | _LOST_CELLS
 
 
 def toa_report_html(rows, title="TOA fleet report", generated=""):
@@ -393,10 +432,13 @@ def toa_report_html(rows, title="TOA fleet report", generated=""):
     for row in rows:
         cells = []
         for key, _heading in COLUMNS:
+            text = _cell(row, key)
             css = [key] + (["num"] if key in _NUMERIC else [])
+            if key in _LOST_CELLS and text not in (NONE, "0"):
+                css.append("nonzero")
             tag = "th" if key == "host" else "td"
             scope = ' scope="row"' if tag == "th" else ""
-            cells.append('<%s%s class="%s">%s</%s>' % (tag, scope, " ".join(css), esc(_cell(row, key)), tag))
+            cells.append('<%s%s class="%s">%s</%s>' % (tag, scope, " ".join(css), esc(text), tag))
         out.append('<tr class="%s" data-host="%s">%s</tr>' % (
             esc(str(row.get("status", ""))), esc(str(row.get("host", ""))), "".join(cells)))
     out.append("</tbody>")

@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "filter_plugins"))
 
 import toa_report  # noqa: E402
+import toa_stats  # noqa: E402
 from toa_stats import summarise  # noqa: E402  (what toa_facts puts in toa.counters)
 
 STATS_OURS = {
@@ -171,6 +172,42 @@ def test_lost_addresses_refusals_hooks_and_reload_cells():
     text = toa_report.toa_report_markdown(toa_report.toa_report_rows(fleet()))
     assert "| yes (missed_syn_recv_v4=3) |" in text
 
+
+def test_every_lost_address_counter_is_in_the_table():
+    # The same list as toa_facts' (a filter plugin cannot import module_utils).
+    assert toa_report.LOST == toa_stats.LOST
+    headings = dict(toa_report.COLUMNS)
+    grouped = [name for _key, _heading, names in toa_report.LOST_GROUPS for name in names]
+    for name in toa_stats.LOST:
+        # a CSV column of its own, and a column of the HTML/Markdown table: missed_* are
+        # summed in "missed", every other one in exactly one LOST_GROUPS column
+        assert name in toa_report.ROW_KEYS
+        assert name.startswith("missed_") or grouped.count(name) == 1, name
+    for key, _heading, _names in toa_report.LOST_GROUPS:
+        assert key in headings
+
+
+def test_lost_counters_are_summed_by_cause():
+    stats = dict(STATS_20, entries_nomem=5, syn_stash_dropped_full=2, global_entries_nomem=7,
+                 global_missed=4)
+    record = {"host": "h", "facts": facts(stats=stats), "probe": probe("rewritten")}
+    row = toa_report.host_row(record)
+    assert row["status"] == "losing"
+    assert (row["entries_nomem"], row["global_missed"], row["entries_dropped_full"]) == ("5", "4", "0")
+    cells = dict((key, toa_report._cell(row, key)) for key in ("dropped", "nomem", "global", "missed"))
+    assert cells == {"dropped": "2 (syn_stash_dropped_full=2)", "nomem": "5 (entries_nomem=5)",
+                     "global": "11 (global_entries_nomem=7 global_missed=4)", "missed": "0"}
+    page = toa_report.toa_report_html([row])
+    assert '<td class="nomem num nonzero">5 (entries_nomem=5)</td>' in page
+    assert '<td class="missed num">0</td>' in page
+    rows = by_host(toa_report.toa_report_rows(fleet()))
+    # toa.ko 2.0 with every counter at 0; toa.ko 1.0 prints none of these; the vendor's nothing
+    assert [toa_report._cell(rows["web-d12-08"], key) for key in ("dropped", "nomem", "global")] == ["0"] * 3
+    assert [toa_report._cell(rows["web-d12-01"], key) for key in ("dropped", "nomem", "global")] == ["-"] * 3
+    assert rows["web-d12-01"]["missed_syn_recv_v4"] == "0"
+    assert [rows["web-c7-01"][name] for name in toa_report.LOST] == ["-"] * len(toa_report.LOST)
+
+
 def test_working_module_host_row():
     row = by_host(toa_report.toa_report_rows(fleet()))["web-d12-01"]
     assert row["os"] == "Debian 12"
@@ -272,6 +309,8 @@ def test_csv_round_trips():
     assert losing["status"] == "losing"
     assert losing["missed_detail"] == "syn_recv_v4=3"
     assert (losing["lost"], losing["lost_detail"]) == ("yes", "missed_syn_recv_v4=3")
+    assert (losing["missed_syn_recv_v4"], losing["global_missed"]) == ("3", "-")
+    assert by_host(parsed)["web-d12-08"]["entries_nomem"] == "0"
 
 
 def test_csv_defuses_spreadsheet_formulas():
