@@ -198,8 +198,8 @@ def test_lost_counters_are_summed_by_cause():
     assert cells == {"dropped": "2 (syn_stash_dropped_full=2)", "nomem": "5 (entries_nomem=5)",
                      "global": "11 (global_entries_nomem=7 global_missed=4)", "missed": "0"}
     page = toa_report.toa_report_html([row])
-    assert '<td class="nomem num nonzero">5 (entries_nomem=5)</td>' in page
-    assert '<td class="missed num">0</td>' in page
+    assert '<td class="num nonzero">5 (entries_nomem=5)</td>' in page
+    assert '<td class="num">0</td><td class="num nonzero">2 (syn_stash_dropped_full=2)</td>' in page
     rows = by_host(toa_report.toa_report_rows(fleet()))
     # toa.ko 2.0 with every counter at 0; toa.ko 1.0 prints none of these; the vendor's nothing
     assert [toa_report._cell(rows["web-d12-08"], key) for key in ("dropped", "nomem", "global")] == ["0"] * 3
@@ -274,14 +274,47 @@ def test_summary_line():
     assert toa_report.toa_report_summary([]) == "0 hosts"
 
 
+def test_host_names_sort_with_their_numbers():
+    names = ["web-10", "web-9", "web-1", "db-2", "web-09", "edge-2a", "edge-10a", "1-web"]
+    records = [{"host": name, "facts": facts(), "probe": probe("rewritten")} for name in names]
+    records.append({"host": "web-100", "facts": UNREACHABLE})
+    hosts = [row["host"] for row in toa_report.toa_report_rows(records)]
+    assert hosts == ["web-100", "1-web", "db-2", "edge-2a", "edge-10a", "web-1", "web-09", "web-9", "web-10"]
+
+
+def test_counts_by_status_route_and_os():
+    counts = toa_report.toa_report_counts(toa_report.toa_report_rows(fleet(), ["lost-01"]))
+    assert counts["hosts"] == 13
+    assert counts["attention"] == 8
+    assert counts["status"] == [
+        ["working", "TOA working", 3], ["losing", "TOA working but losing client addresses", 1],
+        ["reload_pending", "TOA working, reload pending", 1], ["probe_failed", "loaded but probe failed", 1],
+        ["probe_error", "loaded but probe error", 2], ["not_probed", "loaded, not probed", 1],
+        ["not_loaded", "installed but not loaded", 1], ["not_installed", "not installed", 1],
+        ["no_facts", "unreachable or facts failed", 2]]
+    # most hosts first, then by name; no facts: route and OS unknown
+    assert counts["route"] == [["module", 10], ["unknown", 2], ["package", 1]]
+    assert counts["os"] == [["Debian 12", 9], ["unknown", 2], ["CentOS 7.9.2009", 1],
+                            ["Ubuntu 24.04 (aarch64)", 1]]
+    none = {"host": "h", "facts": facts(route_error="no TOA package for CentOS 6 i386"),
+            "probe": probe("unrewritten")}
+    assert toa_report.toa_report_counts(toa_report.toa_report_rows([none]))["route"] == [["none", 1]]
+    assert toa_report.toa_report_counts([]) == {"hosts": 0, "attention": 0, "status": [], "route": [], "os": []}
+
+
 def test_markdown_table():
     rows = toa_report.toa_report_rows(fleet())
     text = toa_report.toa_report_markdown(rows, generated="2026-11-25 23:00:00 UTC")
     lines = text.splitlines()
     assert lines[0] == "# TOA fleet report"
-    header = [line for line in lines if line.startswith("| Host |")]
-    assert len(header) == 1
-    table = [line for line in lines if line.startswith("| ")]
+    assert "7 hosts need attention: listed first." in lines
+    # the counts come first, each a table of its own
+    top = text[:text.index("## Hosts")]
+    assert "| Status | hosts |\n|---|---:|\n| TOA working | 3 |\n" in top
+    assert "| Route | hosts |\n|---|---:|\n| module | 10 |\n| package | 1 |\n" in top
+    assert "| OS | hosts |\n|---|---:|\n| Debian 12 | 9 |\n" in top
+    table = [line for line in lines[lines.index("## Hosts"):] if line.startswith("| ")]
+    assert table[0].startswith("| Host |")
     assert len(table) == 1 + len(rows)
     # Every row has as many cells as the header: no unescaped pipe slipped in.
     for line in table:
@@ -331,8 +364,28 @@ def test_html_is_self_contained_and_escaped():
     assert "<img" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<title>TOA &lt;fleet&gt;</title>" in page
-    assert page.count('<tr class="') == len(rows)
-    assert '<tr class="working" data-host="web-d12-01">' in page
+    assert page.count('" data-host="') == len(rows)
+    assert '<tr class="working" data-host="web-d12-01"><th scope="row">web-d12-01</th>' in page
+
+
+def test_html_counts_at_the_top_and_attention_rows_in_their_own_part():
+    rows = toa_report.toa_report_rows(fleet())
+    page = toa_report.toa_report_html(rows)
+    assert page.index('id="by-status"') < page.index('id="by-route"') < page.index('id="by-os"') \
+        < page.index('id="toa-report"')
+    assert '<p id="attention">7 hosts need attention: listed first.</p>' in page
+    assert ('<tr class="losing" data-key="losing"><th scope="row" class="status">'
+            'TOA working but losing client addresses</th><td class="num">1</td></tr>') in page
+    assert '<th scope="row" class="status">CentOS 7.9.2009</th><td class="num">1</td>' in page
+    attention, rest = page.split('<tbody class="attention">')[1].split('<tbody class="rest">')
+    attention_hosts = [row["host"] for row in rows if row["status"] in toa_report.ATTENTION]
+    assert [line.split('data-host="')[1].split('"')[0] for line in attention.splitlines()
+            if 'data-host="' in line] == attention_hosts
+    assert rest.count('data-host="') == len(rows) - len(attention_hosts)
+    # no empty part
+    fine = toa_report.toa_report_html([row for row in rows if row["status"] == "working"])
+    assert '<tbody class="attention">' not in fine
+    assert '<p id="attention">No host needs attention.</p>' in fine
 
 
 @pytest.mark.parametrize("record", [None, {}, {"host": "h"}, {"host": "h", "facts": {}},
@@ -345,5 +398,5 @@ def test_broken_records_become_no_facts_rows(record):
 
 def test_filters_are_registered():
     names = set(toa_report.FilterModule().filters())
-    assert names == {"toa_report_rows", "toa_report_summary", "toa_report_markdown", "toa_report_csv",
-                     "toa_report_html"}
+    assert names == {"toa_report_rows", "toa_report_summary", "toa_report_counts", "toa_report_markdown",
+                     "toa_report_csv", "toa_report_html"}
