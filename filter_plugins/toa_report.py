@@ -443,9 +443,12 @@ def toa_report_csv(rows):
     for row in rows or []:
         values = []
         for key in ROW_KEYS:
-            value = str(row.get(key, ""))
-            # A spreadsheet must not run a cell as a formula.
-            if value[:1] in ("=", "+", "@") or (value[:1] == "-" and value != NONE):
+            # csv quotes a cell with "\n" (the line terminator) but not one with a
+            # lone "\r", which a reader takes for the end of the row.
+            value = str(row.get(key, "")).replace("\r\n", "\n").replace("\r", "\n")
+            # A spreadsheet must not run a cell as a formula (OWASP's list: a tab or
+            # a line break in front can start one too); "-" alone is our "none".
+            if value[:1] in ("=", "+", "@", "\t", "\n") or (value[:1] == "-" and value != NONE):
                 value = "'" + value
             values.append(value)
         writer.writerow(values)

@@ -351,6 +351,13 @@ def test_csv_defuses_spreadsheet_formulas():
     parsed = list(csv.DictReader(io.StringIO(toa_report.toa_report_csv(toa_report.toa_report_rows([record])))))
     assert parsed[0]["host"] == "'=HYPERLINK(\"http://x\")"
     assert parsed[0]["version"] == "1.0.0"
+    names = ["+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "web-1"]
+    records = [{"host": name, "facts": facts(), "probe": probe("rewritten")} for name in names]
+    text = toa_report.toa_report_csv(toa_report.toa_report_rows(records))
+    parsed = by_host(csv.DictReader(io.StringIO(text, newline="")))
+    # a lone carriage return becomes a line break inside the quoted cell, not the end of the row
+    assert sorted(parsed) == sorted(["'+1", "'-2+3", "'@SUM(A1)", "'\t=1", "'\n=1", "web-1"])
+    assert parsed["web-1"]["reload"] == "-"  # "none" stays as it is
 
 
 def test_html_is_self_contained_and_escaped():
