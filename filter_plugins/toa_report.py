@@ -16,11 +16,13 @@ over one record per host, shaped like roles/toa/tasks/report.yml builds it:
                                                  that need attention first
     rows | toa_report_markdown / toa_report_csv / toa_report_html(title, generated)
     rows | toa_report_summary                 -> "3 hosts: 2 TOA working, 1 not installed"
+    rows | toa_report_counts                  -> hosts by status, route and OS
 """
 
 import csv
 import html
 import io
+import re
 
 # Counters shown per host, in this order; missed_* are summed into "missed".
 COUNTERS = ("accepted", "rejected_untrusted", "rejected_malformed", "getname_rewrites", "entries_live")
@@ -30,11 +32,30 @@ COUNTERS = ("accepted", "rejected_untrusted", "rejected_malformed", "getname_rew
 NEW_REFUSALS = (("rejected_multiple", "multiple"), ("rejected_syn_mismatch", "syn_mismatch"),
                 ("fastopen_without_toa", "fastopen_without_toa"))
 
+# The counters that mean lost client addresses: module_utils/toa_stats.py's
+# LOST (a unit test keeps the two equal; a filter plugin cannot import
+# module_utils). Each is a CSV column of its own, read from toa_facts'
+# toa.counters.lost_counters: a number, or - when the module does not print it.
+LOST = ("entries_dropped_full", "entries_nomem", "syn_stash_dropped_full", "missed_destroy",
+        "missed_getname_v4", "missed_getname_v6", "missed_syn_recv_v4", "missed_syn_recv_v6",
+        "missed_conn_request", "global_entries_dropped_full", "global_entries_nomem",
+        "global_syn_stash_dropped_full", "global_missed")
+
+# The Markdown/HTML table sums them in one column per cause (missed_* are the
+# "missed" column, from toa.stats): (column key, heading, counters).
+LOST_GROUPS = (
+    ("dropped", "dropped (full)", ("entries_dropped_full", "syn_stash_dropped_full")),
+    ("nomem", "nomem", ("entries_nomem",)),
+    ("global", "all namespaces", ("global_entries_dropped_full", "global_syn_stash_dropped_full",
+                                  "global_entries_nomem", "global_missed")),
+)
+_GROUPED = dict((key, names) for key, _heading, names in LOST_GROUPS)
+
 # Every row has these keys (the CSV columns, in order). lost, hooks and reload
 # come from toa_facts' summary (ansible_facts.toa.counters, toa.module).
 ROW_KEYS = ("host", "status", "os", "kernel", "route", "loaded", "version", "autoload", "probe",
             "probe_peer") + COUNTERS + ("missed", "missed_detail", "lost", "lost_detail",
-                                        "refused", "hooks", "reload", "sources")
+                                        "refused", "hooks", "reload", "sources") + LOST
 
 # Status of a host, most useful first; the summary counts them in this order.
 STATUSES = (
@@ -53,15 +74,18 @@ STATUS_TEXT = dict(STATUSES)
 # Hosts in these states are listed first: verification fails on them.
 ATTENTION = ("no_facts", "probe_failed", "probe_error", "not_loaded", "losing", "reload_pending")
 
-# Markdown/HTML column headings for the row keys shown there.
+# Markdown/HTML column headings for the row keys shown there, and the
+# LOST_GROUPS sums (dropped, nomem, global) that _cell works out.
 COLUMNS = (
     ("host", "Host"), ("os", "OS"), ("kernel", "Kernel"), ("route", "Route"),
     ("loaded", "TOA loaded"), ("version", "Module version"), ("autoload", "Autoload"),
     ("probe", "Probe"), ("sources", "TOA honoured from"),
     ("accepted", "accepted"), ("rejected_untrusted", "rejected untrusted"),
     ("rejected_malformed", "rejected malformed"), ("getname_rewrites", "getname rewrites"),
-    ("entries_live", "entries live"), ("missed", "missed"), ("lost", "lost addresses"),
-    ("refused", "other refusals"), ("hooks", "hooks"), ("reload", "reload"), ("status", "Status"),
+    ("entries_live", "entries live"), ("missed", "missed"),
+) + tuple((key, heading) for key, heading, _names in LOST_GROUPS) + (
+    ("lost", "lost addresses"), ("refused", "other refusals"), ("hooks", "hooks"), ("reload", "reload"),
+    ("status", "Status"),
 )
 
 NONE = "-"
@@ -253,6 +277,9 @@ def host_row(record):
     row.update(_counters(_mapping(toa.get("stats"))))
     counters = _mapping(toa.get("counters"))
     row["lost"], row["lost_detail"], lost = _losses(counters)
+    values = _mapping(counters.get("lost_counters"))
+    for name in LOST:
+        row[name] = _text(values.get(name))
     row["refused"] = _refused(counters)
     row["hooks"] = _hooks(counters)
     row["reload"] = _reload(module)
@@ -274,9 +301,16 @@ def host_row(record):
     return row
 
 
+def _name_key(name):
+    """Sort key of a host name: runs of digits compare as numbers (web-9 before web-10)."""
+    parts = re.split(r"(\d+)", name)
+    # text at even positions, numbers at odd ones, in every name: the lists compare
+    return [int(part) if index % 2 else part for index, part in enumerate(parts)], name
+
+
 def toa_report_rows(records, hosts=None):
     """Rows for a list of host records: those that need attention (ATTENTION) first, then
-    the others, each part sorted by host name.
+    the others, each part sorted by host name (digits as numbers: web-9, web-10).
 
     `hosts` (e.g. ansible_play_hosts_all) adds a row for every host without a
     record: one that failed or vanished before the report task ran.
@@ -287,7 +321,7 @@ def toa_report_rows(records, hosts=None):
         if str(host) not in seen:
             rows.append(host_row({"host": str(host), "facts": {
                 "failed": True, "msg": "no record: the host failed before the report task"}}))
-    return sorted(rows, key=lambda row: (row["status"] not in ATTENTION, row["host"]))
+    return sorted(rows, key=lambda row: (row["status"] not in ATTENTION, _name_key(row["host"])))
 
 
 def toa_report_summary(rows):
@@ -301,6 +335,57 @@ def toa_report_summary(rows):
     return head + (": " + ", ".join(parts) if parts else "")
 
 
+UNKNOWN = "unknown"
+
+
+def _route_name(row):
+    """module, package, kernel, none (no route fits) or unknown, from the route cell."""
+    route = row.get("route", NONE)
+    if route in (NONE, "", None):
+        return UNKNOWN
+    # _route() writes "package (<catalogue id>)" and "none: <why>"
+    return str(route).split(" ", 1)[0].rstrip(":")
+
+
+def _tally(values):
+    counts = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def toa_report_counts(rows):
+    """How many hosts there are by status, route and OS, for the top of the report.
+
+    {"hosts": 12, "attention": 3,
+     "status": [[key, text, n], ...]  in STATUSES order,
+     "route": [[name, n], ...], "os": [[name, n], ...]  most hosts first, then by name}
+    Only what occurs is listed; a host without facts has route and OS "unknown".
+    """
+    rows = list(rows or [])
+    by_status = _tally(row.get("status") for row in rows)
+    statuses = [[key, text, by_status.pop(key)] for key, text in STATUSES if key in by_status]
+    statuses += [[key, key, by_status[key]] for key in sorted(by_status)]  # not one of ours
+
+    def ranked(counts):
+        return [[name, counts[name]] for name in sorted(counts, key=lambda name: (-counts[name], name))]
+
+    return {
+        "hosts": len(rows),
+        "attention": sum(1 for row in rows if row.get("status") in ATTENTION),
+        "status": statuses,
+        "route": ranked(_tally(_route_name(row) for row in rows)),
+        "os": ranked(_tally(UNKNOWN if row.get("os", NONE) == NONE else row["os"] for row in rows)),
+    }
+
+
+def _attention_line(count):
+    if not count:
+        return "No host needs attention."
+    return "%d host%s need%s attention: listed first." % (count, "" if count == 1 else "s",
+                                                          "s" if count == 1 else "")
+
+
 def _cell(row, key):
     value = row.get(key, NONE)
     if key == "status":
@@ -309,7 +394,19 @@ def _cell(row, key):
         return "%s (%s)" % (value, row["missed_detail"])
     if key == "lost" and row.get("lost_detail"):
         return "%s (%s)" % (value, row["lost_detail"])
+    if key in _GROUPED:
+        return _lost_sum(row, _GROUPED[key])
     return _text(value)
+
+
+def _lost_sum(row, names):
+    """'0', '5 (entries_nomem=5)' or - when the module prints none of these counters."""
+    known = [(name, int(row[name])) for name in names if str(row.get(name, NONE)).isdigit()]
+    if not known:
+        return NONE
+    nonzero = " ".join("%s=%d" % (name, value) for name, value in known if value)
+    total = str(sum(value for _name, value in known))
+    return "%s (%s)" % (total, nonzero) if nonzero else total
 
 
 def _md_escape(text):
@@ -317,14 +414,26 @@ def _md_escape(text):
             .replace("<", "&lt;").replace(">", "&gt;"))
 
 
+def _md_counts(heading, pairs):
+    lines = ["| %s | hosts |" % heading, "|---|---:|"]
+    lines += ["| %s | %d |" % (_md_escape(str(name)), count) for name, count in pairs]
+    return lines + [""]
+
+
 def toa_report_markdown(rows, title="TOA fleet report", generated=""):
+    rows = list(rows or [])
+    counts = toa_report_counts(rows)
     lines = ["# %s" % _md_escape(title), ""]
     if generated:
         lines += ["Generated %s." % _md_escape(str(generated)), ""]
-    lines += [toa_report_summary(rows) + ".", ""]
+    lines += [toa_report_summary(rows) + ".", "", _attention_line(counts["attention"]), ""]
+    lines += _md_counts("Status", [(text, count) for _key, text, count in counts["status"]])
+    lines += _md_counts("Route", counts["route"])
+    lines += _md_counts("OS", counts["os"])
+    lines += ["## Hosts", ""]
     lines.append("| " + " | ".join(heading for _key, heading in COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
-    for row in rows or []:
+    for row in rows:
         lines.append("| " + " | ".join(_md_escape(_cell(row, key)) for key, _heading in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
@@ -337,14 +446,14 @@ def toa_report_csv(rows):
     for row in rows or []:
         values = []
         for key in ROW_KEYS:
-            value = str(row.get(key, ""))
-            # A spreadsheet must not run a cell as a formula: one that starts with
-            # = + - @, or a tab or carriage return in front of one, is quoted.
-            if value[:1] in ("=", "+", "@", "\t", "\r") or (value[:1] == "-" and value != NONE):
+            # csv quotes a cell with "\n" (the line terminator) but not one with a
+            # lone "\r", which a reader takes for the end of the row.
+            value = str(row.get(key, "")).replace("\r\n", "\n").replace("\r", "\n")
+            # A spreadsheet must not run a cell as a formula (OWASP's list: a tab or
+            # a line break in front can start one too); "-" alone is our "none".
+            if value[:1] in ("=", "+", "@", "\t", "\n") or (value[:1] == "-" and value != NONE):
                 value = "'" + value
-            # The writer quotes a field with \n but not one with a lone \r, which
-            # readers take for the end of the row.
-            values.append(value.replace("\r\n", "\n").replace("\r", "\n"))
+            values.append(value)
         writer.writerow(values)
     return out.getvalue()
 
@@ -356,24 +465,74 @@ p.meta { color: #57606a; margin: 0 0 1rem; }
 p.summary { font-weight: 600; }
 table { border-collapse: collapse; font-size: .85rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; position: sticky; top: 0; }
-th.host { white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.working td.status { background: #dafbe1; }
-tr.probe_failed td.status, tr.probe_error td.status, tr.no_facts td.status,
-tr.losing td.status, tr.losing td.lost { background: #ffebe9; }
-tr.not_loaded td.status, tr.not_probed td.status, tr.reload_pending td.status,
-tr.reload_pending td.reload { background: #fff8c5; }
-tr.not_installed td.status { background: #eaeef2; }
+th { background: #f6f8fa; }
+div.counts { display: flex; flex-wrap: wrap; gap: 1rem 2rem; align-items: flex-start; margin: 0 0 1.5rem; }
+caption { text-align: left; font-weight: 600; padding: 0 0 .3rem; }
+/* Only the column headings stick: a sticky row heading (the host cell) would stay
+   at the top of the window once its row scrolled past, one over the other. */
+#toa-report thead th { position: sticky; top: 0; z-index: 1; }
+#toa-report tbody th { white-space: nowrap; }
+tbody.attention + tbody.rest tr:first-child > * { border-top: 3px solid #57606a; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.working .status { background: #dafbe1; }
+tr.probe_failed .status, tr.probe_error .status, tr.no_facts .status,
+tr.losing .status, tr.losing .lost, td.nonzero { background: #ffebe9; }
+tr.not_loaded .status, tr.not_probed .status, tr.reload_pending .status,
+tr.reload_pending .reload { background: #fff8c5; }
+tr.not_installed .status { background: #eaeef2; }
 """
 
-_NUMERIC = set(COUNTERS) | {"missed"}
+# Columns of lost-address counters: a cell above 0 is marked.
+_LOST_CELLS = set(["missed"]) | set(_GROUPED)
+_NUMERIC = set(COUNTERS) | _LOST_CELLS
+# Cells carry a class only where the stylesheet uses it: a thousand rows of
+# class="accepted num" and the like were a third of the page.
+_STYLED = ("status", "lost", "reload")
+
+
+def _html_counts(table_id, caption, heading, items):
+    """A small table of host counts; items are (key, label, count), key for the status colours."""
+    esc = html.escape
+    out = ['<table class="counts" id="%s">' % table_id, "<caption>%s</caption>" % esc(caption),
+           '<thead><tr><th scope="col">%s</th><th scope="col">hosts</th></tr></thead>' % esc(heading),
+           "<tbody>"]
+    for key, label, count in items:
+        out.append('<tr class="%s" data-key="%s"><th scope="row" class="status">%s</th>'
+                   '<td class="num">%d</td></tr>' % (esc(key), esc(key), esc(label), count))
+    out += ["</tbody>", "</table>"]
+    return out
+
+
+def _html_row(row):
+    esc = html.escape
+    cells = []
+    for key, _heading in COLUMNS:
+        text = _cell(row, key)
+        css = [key] if key in _STYLED else []
+        if key in _NUMERIC:
+            css.append("num")
+            if key in _LOST_CELLS and text not in (NONE, "0"):
+                css.append("nonzero")
+        attr = ' class="%s"' % " ".join(css) if css else ""
+        if key == "host":
+            cells.append('<th scope="row"%s>%s</th>' % (attr, esc(text)))
+        else:
+            cells.append("<td%s>%s</td>" % (attr, esc(text)))
+    return '<tr class="%s" data-host="%s">%s</tr>' % (
+        esc(str(row.get("status", ""))), esc(str(row.get("host", ""))), "".join(cells))
 
 
 def toa_report_html(rows, title="TOA fleet report", generated=""):
-    """A self-contained page: inline CSS, no script, no external asset, every value escaped."""
+    """A self-contained page: inline CSS, no script, no external asset, every value escaped.
+
+    At the top the summary line and how many hosts there are by status, route and
+    OS (tables by-status, by-route, by-os); then the host table (toa-report) in two
+    parts: tbody.attention with the hosts whose status is in ATTENTION, tbody.rest
+    with the others, each in the order given (toa_report_rows sorts them).
+    """
     esc = html.escape
     rows = list(rows or [])
+    counts = toa_report_counts(rows)
     out = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -389,20 +548,19 @@ def toa_report_html(rows, title="TOA fleet report", generated=""):
     if generated:
         out.append('<p class="meta">Generated %s.</p>' % esc(str(generated)))
     out.append('<p class="summary" id="summary">%s</p>' % esc(toa_report_summary(rows)))
+    out.append('<p id="attention">%s</p>' % esc(_attention_line(counts["attention"])))
+    out.append('<div class="counts">')
+    out += _html_counts("by-status", "By status", "Status", counts["status"])
+    out += _html_counts("by-route", "By route", "Route", [(name, name, n) for name, n in counts["route"]])
+    out += _html_counts("by-os", "By OS", "OS", [("", name, n) for name, n in counts["os"]])
+    out.append("</div>")
     out.append('<table id="toa-report">')
     out.append("<thead><tr>%s</tr></thead>" % "".join(
         '<th scope="col" data-key="%s">%s</th>' % (esc(key), esc(heading)) for key, heading in COLUMNS))
-    out.append("<tbody>")
-    for row in rows:
-        cells = []
-        for key, _heading in COLUMNS:
-            css = [key] + (["num"] if key in _NUMERIC else [])
-            tag = "th" if key == "host" else "td"
-            scope = ' scope="row"' if tag == "th" else ""
-            cells.append('<%s%s class="%s">%s</%s>' % (tag, scope, " ".join(css), esc(_cell(row, key)), tag))
-        out.append('<tr class="%s" data-host="%s">%s</tr>' % (
-            esc(str(row.get("status", ""))), esc(str(row.get("host", ""))), "".join(cells)))
-    out.append("</tbody>")
+    for part, wanted in (("attention", True), ("rest", False)):
+        body = [_html_row(row) for row in rows if (row.get("status") in ATTENTION) == wanted]
+        if body:
+            out += ['<tbody class="%s">' % part] + body + ["</tbody>"]
     out.append("</table>")
     out.append("</body>")
     out.append("</html>")
@@ -414,6 +572,7 @@ class FilterModule(object):
         return {
             "toa_report_rows": toa_report_rows,
             "toa_report_summary": toa_report_summary,
+            "toa_report_counts": toa_report_counts,
             "toa_report_markdown": toa_report_markdown,
             "toa_report_csv": toa_report_csv,
             "toa_report_html": toa_report_html,

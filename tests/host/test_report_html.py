@@ -8,12 +8,10 @@ and toa_probe through the local connection). Skipped when Chromium is missing
 (scripts/setup.sh installs Debian's `chromium`).
 """
 
-import html.parser
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -21,77 +19,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "filter_plugins"))
 
 import toa_report  # noqa: E402
+from report_dom import CHROMIUM, dump_dom, read_tables as read_table  # noqa: E402
 from toa_stats import summarise  # noqa: E402  (what toa_facts puts in toa.counters)
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; scripts/setup.sh does)")
-
-
-def dump_dom(path):
-    """The DOM Chromium built from the page at `path`, serialised."""
-    profile = tempfile.mkdtemp(prefix="toa-chromium-")
-    try:
-        proc = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--user-data-dir=" + profile, "--dump-dom", "file://" + os.path.abspath(path)],
-            capture_output=True, text=True, timeout=120)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "<table" in proc.stdout, proc.stdout[:2000] + proc.stderr[-2000:]
-    return proc.stdout
-
-
-class TableReader(html.parser.HTMLParser):
-    """Rows of the table with id toa-report, as lists of cell texts; attributes of each row."""
-
-    def __init__(self):
-        super().__init__()
-        self.in_table = False
-        self.cell = None
-        self.rows = []
-        self.row_attrs = []
-        self.elements = []
-        self.summary = None
-        self._in_summary = False
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.elements.append(tag)
-        if tag == "table" and attrs.get("id") == "toa-report":
-            self.in_table = True
-        elif tag == "p" and attrs.get("id") == "summary":
-            self._in_summary = True
-            self.summary = ""
-        elif self.in_table and tag == "tr":
-            self.rows.append([])
-            self.row_attrs.append(attrs)
-        elif self.in_table and tag in ("td", "th"):
-            self.cell = ""
-
-    def handle_endtag(self, tag):
-        if tag == "table":
-            self.in_table = False
-        elif tag == "p":
-            self._in_summary = False
-        elif tag in ("td", "th") and self.cell is not None:
-            self.rows[-1].append(self.cell)
-            self.cell = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell += data
-        if self._in_summary:
-            self.summary += data
-
-
-def read_table(dom):
-    reader = TableReader()
-    reader.feed(dom)
-    return reader
 
 
 def record(host, loaded, state, stats=None):

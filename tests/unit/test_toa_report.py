@@ -7,6 +7,7 @@ toa_probe results (failed_when: false) with the keys those modules return.
 import csv
 import io
 import os
+import re
 import sys
 
 import pytest
@@ -15,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "filter_plugins"))
 
 import toa_report  # noqa: E402
+import toa_stats  # noqa: E402
 from toa_stats import summarise  # noqa: E402  (what toa_facts puts in toa.counters)
 
 STATS_OURS = {
@@ -174,6 +176,42 @@ def test_lost_addresses_refusals_hooks_and_reload_cells():
     text = toa_report.toa_report_markdown(toa_report.toa_report_rows(fleet()))
     assert "| yes (missed_syn_recv_v4=3) |" in text
 
+
+def test_every_lost_address_counter_is_in_the_table():
+    # The same list as toa_facts' (a filter plugin cannot import module_utils).
+    assert toa_report.LOST == toa_stats.LOST
+    headings = dict(toa_report.COLUMNS)
+    grouped = [name for _key, _heading, names in toa_report.LOST_GROUPS for name in names]
+    for name in toa_stats.LOST:
+        # a CSV column of its own, and a column of the HTML/Markdown table: missed_* are
+        # summed in "missed", every other one in exactly one LOST_GROUPS column
+        assert name in toa_report.ROW_KEYS
+        assert name.startswith("missed_") or grouped.count(name) == 1, name
+    for key, _heading, _names in toa_report.LOST_GROUPS:
+        assert key in headings
+
+
+def test_lost_counters_are_summed_by_cause():
+    stats = dict(STATS_20, entries_nomem=5, syn_stash_dropped_full=2, global_entries_nomem=7,
+                 global_missed=4)
+    record = {"host": "h", "facts": facts(stats=stats), "probe": probe("rewritten")}
+    row = toa_report.host_row(record)
+    assert row["status"] == "losing"
+    assert (row["entries_nomem"], row["global_missed"], row["entries_dropped_full"]) == ("5", "4", "0")
+    cells = dict((key, toa_report._cell(row, key)) for key in ("dropped", "nomem", "global", "missed"))
+    assert cells == {"dropped": "2 (syn_stash_dropped_full=2)", "nomem": "5 (entries_nomem=5)",
+                     "global": "11 (global_entries_nomem=7 global_missed=4)", "missed": "0"}
+    page = toa_report.toa_report_html([row])
+    assert '<td class="num nonzero">5 (entries_nomem=5)</td>' in page
+    assert '<td class="num">0</td><td class="num nonzero">2 (syn_stash_dropped_full=2)</td>' in page
+    rows = by_host(toa_report.toa_report_rows(fleet()))
+    # toa.ko 2.0 with every counter at 0; toa.ko 1.0 prints none of these; the vendor's nothing
+    assert [toa_report._cell(rows["web-d12-08"], key) for key in ("dropped", "nomem", "global")] == ["0"] * 3
+    assert [toa_report._cell(rows["web-d12-01"], key) for key in ("dropped", "nomem", "global")] == ["-"] * 3
+    assert rows["web-d12-01"]["missed_syn_recv_v4"] == "0"
+    assert [rows["web-c7-01"][name] for name in toa_report.LOST] == ["-"] * len(toa_report.LOST)
+
+
 def test_working_module_host_row():
     row = by_host(toa_report.toa_report_rows(fleet()))["web-d12-01"]
     assert row["os"] == "Debian 12"
@@ -240,14 +278,47 @@ def test_summary_line():
     assert toa_report.toa_report_summary([]) == "0 hosts"
 
 
+def test_host_names_sort_with_their_numbers():
+    names = ["web-10", "web-9", "web-1", "db-2", "web-09", "edge-2a", "edge-10a", "1-web"]
+    records = [{"host": name, "facts": facts(), "probe": probe("rewritten")} for name in names]
+    records.append({"host": "web-100", "facts": UNREACHABLE})
+    hosts = [row["host"] for row in toa_report.toa_report_rows(records)]
+    assert hosts == ["web-100", "1-web", "db-2", "edge-2a", "edge-10a", "web-1", "web-09", "web-9", "web-10"]
+
+
+def test_counts_by_status_route_and_os():
+    counts = toa_report.toa_report_counts(toa_report.toa_report_rows(fleet(), ["lost-01"]))
+    assert counts["hosts"] == 13
+    assert counts["attention"] == 8
+    assert counts["status"] == [
+        ["working", "TOA working", 3], ["losing", "TOA working but losing client addresses", 1],
+        ["reload_pending", "TOA working, reload pending", 1], ["probe_failed", "loaded but probe failed", 1],
+        ["probe_error", "loaded but probe error", 2], ["not_probed", "loaded, not probed", 1],
+        ["not_loaded", "installed but not loaded", 1], ["not_installed", "not installed", 1],
+        ["no_facts", "unreachable or facts failed", 2]]
+    # most hosts first, then by name; no facts: route and OS unknown
+    assert counts["route"] == [["module", 10], ["unknown", 2], ["package", 1]]
+    assert counts["os"] == [["Debian 12", 9], ["unknown", 2], ["CentOS 7.9.2009", 1],
+                            ["Ubuntu 24.04 (aarch64)", 1]]
+    none = {"host": "h", "facts": facts(route_error="no TOA package for CentOS 6 i386"),
+            "probe": probe("unrewritten")}
+    assert toa_report.toa_report_counts(toa_report.toa_report_rows([none]))["route"] == [["none", 1]]
+    assert toa_report.toa_report_counts([]) == {"hosts": 0, "attention": 0, "status": [], "route": [], "os": []}
+
+
 def test_markdown_table():
     rows = toa_report.toa_report_rows(fleet())
     text = toa_report.toa_report_markdown(rows, generated="2026-11-25 23:00:00 UTC")
     lines = text.splitlines()
     assert lines[0] == "# TOA fleet report"
-    header = [line for line in lines if line.startswith("| Host |")]
-    assert len(header) == 1
-    table = [line for line in lines if line.startswith("| ")]
+    assert "7 hosts need attention: listed first." in lines
+    # the counts come first, each a table of its own
+    top = text[:text.index("## Hosts")]
+    assert "| Status | hosts |\n|---|---:|\n| TOA working | 3 |\n" in top
+    assert "| Route | hosts |\n|---|---:|\n| module | 10 |\n| package | 1 |\n" in top
+    assert "| OS | hosts |\n|---|---:|\n| Debian 12 | 9 |\n" in top
+    table = [line for line in lines[lines.index("## Hosts"):] if line.startswith("| ")]
+    assert table[0].startswith("| Host |")
     assert len(table) == 1 + len(rows)
     # Every row has as many cells as the header: no unescaped pipe slipped in.
     for line in table:
@@ -273,7 +344,15 @@ def test_sources_cell_shows_a_host_that_honours_any_source(module, cell):
     row = toa_report.host_row({"host": "h", "facts": module, "probe": probe("rewritten")})
     assert row["sources"] == cell
     page = toa_report.toa_report_html([row])
-    assert '<td class="sources">%s</td>' % cell in page
+    # the cell in the "TOA honoured from" column (cells carry no class unless styled)
+    table = page.split('<table id="toa-report">', 1)[1]
+    keys = re.findall(r'<th scope="col" data-key="([^"]+)"', table.split("</thead>", 1)[0])
+    index = keys.index("sources")
+    body_row = table.split('data-host="h">', 1)[1].split("</tr>", 1)[0]
+    cells = body_row.split("<td")[1:]
+    head_cells = len(keys) - len(cells)      # the host name is a row header (<th>)
+    assert head_cells == body_row.count("<th")
+    assert cells[index - head_cells].split(">", 1)[1].split("</td>", 1)[0] == cell
 
 
 def test_csv_round_trips():
@@ -288,6 +367,8 @@ def test_csv_round_trips():
     assert losing["status"] == "losing"
     assert losing["missed_detail"] == "syn_recv_v4=3"
     assert (losing["lost"], losing["lost_detail"]) == ("yes", "missed_syn_recv_v4=3")
+    assert (losing["missed_syn_recv_v4"], losing["global_missed"]) == ("3", "-")
+    assert by_host(parsed)["web-d12-08"]["entries_nomem"] == "0"
 
 
 @pytest.mark.parametrize("host", ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0",
@@ -299,6 +380,13 @@ def test_csv_defuses_spreadsheet_formulas(host):
     assert len(parsed) == 1
     assert parsed[0]["host"] == "'" + host.replace("\r", "\n")
     assert parsed[0]["version"] == "1.0.0"
+    names = ["+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "web-1"]
+    records = [{"host": name, "facts": facts(), "probe": probe("rewritten")} for name in names]
+    text = toa_report.toa_report_csv(toa_report.toa_report_rows(records))
+    parsed = by_host(csv.DictReader(io.StringIO(text, newline="")))
+    # a lone carriage return becomes a line break inside the quoted cell, not the end of the row
+    assert sorted(parsed) == sorted(["'+1", "'-2+3", "'@SUM(A1)", "'\t=1", "'\n=1", "web-1"])
+    assert parsed["web-1"]["reload"] == "-"  # "none" stays as it is
 
 
 def test_csv_keeps_plain_values_and_the_empty_marker():
@@ -321,8 +409,28 @@ def test_html_is_self_contained_and_escaped():
     assert "<img" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<title>TOA &lt;fleet&gt;</title>" in page
-    assert page.count('<tr class="') == len(rows)
-    assert '<tr class="working" data-host="web-d12-01">' in page
+    assert page.count('" data-host="') == len(rows)
+    assert '<tr class="working" data-host="web-d12-01"><th scope="row">web-d12-01</th>' in page
+
+
+def test_html_counts_at_the_top_and_attention_rows_in_their_own_part():
+    rows = toa_report.toa_report_rows(fleet())
+    page = toa_report.toa_report_html(rows)
+    assert page.index('id="by-status"') < page.index('id="by-route"') < page.index('id="by-os"') \
+        < page.index('id="toa-report"')
+    assert '<p id="attention">7 hosts need attention: listed first.</p>' in page
+    assert ('<tr class="losing" data-key="losing"><th scope="row" class="status">'
+            'TOA working but losing client addresses</th><td class="num">1</td></tr>') in page
+    assert '<th scope="row" class="status">CentOS 7.9.2009</th><td class="num">1</td>' in page
+    attention, rest = page.split('<tbody class="attention">')[1].split('<tbody class="rest">')
+    attention_hosts = [row["host"] for row in rows if row["status"] in toa_report.ATTENTION]
+    assert [line.split('data-host="')[1].split('"')[0] for line in attention.splitlines()
+            if 'data-host="' in line] == attention_hosts
+    assert rest.count('data-host="') == len(rows) - len(attention_hosts)
+    # no empty part
+    fine = toa_report.toa_report_html([row for row in rows if row["status"] == "working"])
+    assert '<tbody class="attention">' not in fine
+    assert '<p id="attention">No host needs attention.</p>' in fine
 
 
 @pytest.mark.parametrize("record", [None, {}, {"host": "h"}, {"host": "h", "facts": {}},
@@ -335,5 +443,5 @@ def test_broken_records_become_no_facts_rows(record):
 
 def test_filters_are_registered():
     names = set(toa_report.FilterModule().filters())
-    assert names == {"toa_report_rows", "toa_report_summary", "toa_report_markdown", "toa_report_csv",
-                     "toa_report_html"}
+    assert names == {"toa_report_rows", "toa_report_summary", "toa_report_counts", "toa_report_markdown",
+                     "toa_report_csv", "toa_report_html"}
