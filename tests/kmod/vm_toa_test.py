@@ -776,11 +776,13 @@ def t_bench(ko, l4, reps, n, live=0, kprobe=False):
         for block in (blocks if r % 2 == 0 else blocks[::-1]):
             unload()
             held = None
-            if block.startswith('with'):
+            if block in ('with', 'with kprobe'):
                 insmod(ko, *(['hook_mode=kprobe'] if block == 'with kprobe' else []))
                 held, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.5', 5))
+            if block not in ('with', 'with kprobe') and os.path.exists('/sys/module/toa'):
+                raise RuntimeError('bench: the module is loaded in block %r' % block)
             many = hold_many(l4, live)
-            if block.startswith('with') and live:
+            if block in ('with', 'with kprobe') and live:
                 runs.setdefault('entries live ' + block, []).append(stats()['entries_live'])
             rate(max(200, n // 10), lst, socket.AF_INET, '127.0.0.1')     # warm-up
             tun_rate(l4, 20)

@@ -357,6 +357,17 @@ static unsigned long toa_func_start(const char *symbol)
 	return addr - off;
 }
 
+/*
+ * Drop the ops' filter.  ftrace_free_filter() is exported only by recent
+ * kernels (Debian's 6.1.192 has it, Ubuntu's 4.4 does not); resetting the
+ * filter to empty frees the old hash on every version and leaves the
+ * static empty hash in its place.
+ */
+static void toa_fhook_filter_free(struct ftrace_ops *ops)
+{
+	ftrace_set_filter(ops, NULL, 0, 1);
+}
+
 static int toa_fhook_register(enum toa_hook_id id)
 {
 	struct toa_fhook *fh = &toa_fhooks[id];
@@ -398,7 +409,7 @@ static int toa_fhook_register(enum toa_hook_id id)
 		return err;
 	err = register_ftrace_function(&fh->ops);
 	if (err)
-		ftrace_free_filter(&fh->ops);
+		toa_fhook_filter_free(&fh->ops);
 	return err;
 }
 
@@ -411,7 +422,7 @@ static void toa_fhooks_unregister(void)
 		if (!toa_hook_is_on[i])
 			continue;
 		unregister_ftrace_function(&toa_fhooks[i].ops);
-		ftrace_free_filter(&toa_fhooks[i].ops);
+		toa_fhook_filter_free(&toa_fhooks[i].ops);
 		toa_hook_is_on[i] = false;
 	}
 	/*
