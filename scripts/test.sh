@@ -73,7 +73,7 @@ stage "kernel module: compile matrix (amd64 + arm64 cross)"
 bash tests/kmod/build.sh
 
 if [ "$vm" = 1 ]; then
-	# toa.ko itself in a real kernel: the 81 functional checks, then a seeded
+	# toa.ko itself in a real kernel: the 80 functional checks, then a seeded
 	# abuse run (crafted segments, spoofing, rmmod under 2,000 held connections).
 	stage "kernel module in a Debian 12 guest: functional checks and abuse (seeded)"
 	python3 scripts/toavm.py up molecule-kmod --guest debian12 >/dev/null
