@@ -331,8 +331,8 @@ static void note_bad(char *buf, uint64_t id, const char *what,
 	expect(id, 1, &want);
 	fmt_addr(got, g, sizeof(g));
 	fmt_addr(&want, w, sizeof(w));
-	snprintf(buf, sizeof(first_bad), "id=%llu:%s:%s:got=%s:want=%s",
-		 (unsigned long long)id, what, cname[c], g, w);
+	snprintf(buf, sizeof(first_bad), "flow=%d:id=%llu:%s:%s:got=%s:want=%s",
+		 flow, (unsigned long long)id, what, cname[c], g, w);
 }
 
 /* ------------------------------------------------------------------------
