@@ -210,6 +210,18 @@ def build_rows(res):
                     if wo]
 
         h = 'hook, %s: ' % clock
+        if hook.get('entries live with'):
+            row(h + 'TOA entries live while loaded (--hook-live)', 'entries',
+                rates('entries live with'), None, None)
+        if hook.get('conn/s with kprobe'):
+            without = rates('conn/s without')
+            row(h + 'loopback accept+getpeername, TOA loaded with kprobes', 'conn/s',
+                rates('conn/s with kprobe'), without, None)
+            row(h + 'proxied handshake, TOA option on every one, kprobes', 'conn/s',
+                rates('TUN conn/s TOA with kprobe'), rates('TUN conn/s without'), None)
+            row(h + '`getpeername()` loop on a socket with TOA data, kprobes', 'calls/s',
+                rates('getpeername/s TOA socket with kprobe'),
+                rates('getpeername/s plain without'), None)
         without = rates('conn/s without')
         row(h + 'loopback accept+getpeername, TOA unloaded', 'conn/s', without, None, None)
         row(h + 'same, TOA loaded', 'conn/s', rates('conn/s with'), without, 'hook_conn')
@@ -530,8 +542,9 @@ class Bench:
             self.error('copy vm_toa_test.py', text)
             return
         cmd = ('ko=$(modinfo -n toa) && nproc && python3 /root/vm_toa_test.py --ko "$ko" '
-               '--bench %d --rate-n %d; rc=$?; modprobe toa; exit $rc'
-               % (self.a.hook_reps, n))
+               '--bench %d --rate-n %d --bench-live %d%s; rc=$?; modprobe toa; exit $rc'
+               % (self.a.hook_reps, n, self.a.hook_live,
+                  ' --bench-kprobe' if self.a.hook_kprobe else ''))
         rc, text, secs = self.ssh(cmd, 'hook-' + clock, timeout=3600)
         measures = parse_measures(text)
         if rc != 0 or not measures:
@@ -595,6 +608,11 @@ def parse_args(argv):
                     help='upper bound on forks for verify.yml (20, as in ansible.cfg; every '
                          'alias has its own ssh connection)')
     ap.add_argument('--hook-reps', type=int, default=5, help='alternating runs of the hook bench (5)')
+    ap.add_argument('--hook-kprobe', action='store_true',
+                    help='hook bench: also the module with hook_mode=kprobe, side by side')
+    ap.add_argument('--hook-live', type=int, default=0, metavar='N',
+                    help='TOA connections held open in every block of the hook bench, as '
+                         'entries when loaded (a realistic table); 0: one')
     ap.add_argument('--rate-n', type=int, default=6000,
                     help='connections per hook bench run (6000: a few seconds each on an idle '
                          'emulated guest; shorter runs are mostly noise)')

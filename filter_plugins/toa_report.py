@@ -12,7 +12,8 @@ over one record per host, shaped like roles/toa/tasks/report.yml builds it:
      "probe": <toa_probe result or null>,       # registered result, expect=any
      "probe_skipped": false}
 
-    rows = records | toa_report_rows          -> one dict per host (ROW_KEYS)
+    rows = records | toa_report_rows          -> one dict per host (ROW_KEYS), those
+                                                 that need attention first
     rows | toa_report_markdown / toa_report_csv / toa_report_html(title, generated)
     rows | toa_report_summary                 -> "3 hosts: 2 TOA working, 1 not installed"
 """
@@ -24,13 +25,22 @@ import io
 # Counters shown per host, in this order; missed_* are summed into "missed".
 COUNTERS = ("accepted", "rejected_untrusted", "rejected_malformed", "getname_rewrites", "entries_live")
 
-# Every row has these keys (the CSV columns, in order).
+# Refusal counters of toa.ko 2.0 shown in one cell (rejected_untrusted and
+# rejected_malformed have columns of their own), by their short names.
+NEW_REFUSALS = (("rejected_multiple", "multiple"), ("rejected_syn_mismatch", "syn_mismatch"),
+                ("fastopen_without_toa", "fastopen_without_toa"))
+
+# Every row has these keys (the CSV columns, in order). lost, hooks and reload
+# come from toa_facts' summary (ansible_facts.toa.counters, toa.module).
 ROW_KEYS = ("host", "status", "os", "kernel", "route", "loaded", "version", "autoload", "probe",
-            "probe_peer") + COUNTERS + ("missed", "missed_detail")
+            "probe_peer") + COUNTERS + ("missed", "missed_detail", "lost", "lost_detail",
+                                        "refused", "hooks", "reload")
 
 # Status of a host, most useful first; the summary counts them in this order.
 STATUSES = (
     ("working", "TOA working"),
+    ("losing", "TOA working but losing client addresses"),
+    ("reload_pending", "TOA working, reload pending"),
     ("probe_failed", "loaded but probe failed"),
     ("probe_error", "loaded but probe error"),
     ("not_probed", "loaded, not probed"),
@@ -40,13 +50,17 @@ STATUSES = (
 )
 STATUS_TEXT = dict(STATUSES)
 
+# Hosts in these states are listed first: verification fails on them.
+ATTENTION = ("no_facts", "probe_failed", "probe_error", "not_loaded", "losing", "reload_pending")
+
 # Markdown/HTML column headings for the row keys shown there.
 COLUMNS = (
     ("host", "Host"), ("os", "OS"), ("kernel", "Kernel"), ("route", "Route"),
     ("loaded", "TOA loaded"), ("version", "Module version"), ("autoload", "Autoload"),
     ("probe", "Probe"), ("accepted", "accepted"), ("rejected_untrusted", "rejected untrusted"),
     ("rejected_malformed", "rejected malformed"), ("getname_rewrites", "getname rewrites"),
-    ("entries_live", "entries live"), ("missed", "missed"), ("status", "Status"),
+    ("entries_live", "entries live"), ("missed", "missed"), ("lost", "lost addresses"),
+    ("refused", "other refusals"), ("hooks", "hooks"), ("reload", "reload"), ("status", "Status"),
 )
 
 NONE = "-"
@@ -173,6 +187,40 @@ def _counters(stats):
     return cells
 
 
+def _losses(counters):
+    """(lost cell, detail, whether addresses were lost) from toa_facts' counters summary."""
+    if not counters or counters.get("lost") is None:
+        return NONE, "", False
+    nonzero = _mapping(counters.get("lost_nonzero"))
+    if nonzero:
+        return "yes", " ".join("%s=%s" % (key, nonzero[key]) for key in sorted(nonzero)), True
+    unknown = counters.get("lost_unknown") or []
+    return "no", ("%d not printed by this module" % len(unknown)) if unknown else "", False
+
+
+def _refused(counters):
+    refusals = _mapping(_mapping(counters).get("refusals"))
+    parts = ["%s=%s" % (short, refusals[name]) for name, short in NEW_REFUSALS
+             if refusals.get(name) is not None]
+    return " ".join(parts) or NONE
+
+
+def _hooks(counters):
+    ftrace = _mapping(counters).get("hooks_ftrace")
+    return {True: "ftrace", False: "kprobes"}.get(ftrace, NONE)
+
+
+def _reload(module):
+    if not module.get("loaded"):
+        return NONE
+    if module.get("reload_pending"):
+        return "pending (loaded %s, installed %s)" % (module.get("srcversion"),
+                                                      module.get("file_srcversion"))
+    if "reload_pending" not in module or not module.get("file_srcversion"):
+        return NONE  # nothing to compare: an older toa_facts, or no srcversion
+    return "no"
+
+
 def host_row(record):
     """One report row (a dict with ROW_KEYS) from one host's record."""
     record = _mapping(record)
@@ -180,6 +228,7 @@ def host_row(record):
     row["host"] = _text(record.get("host"), "?")
     row["probe_peer"] = ""
     row["missed_detail"] = ""
+    row["lost_detail"] = ""
     facts_result = record.get("facts")
     error = _failure(facts_result) if facts_result is not None else "no result from toa_facts"
     toa = _mapping(_mapping(_mapping(facts_result).get("ansible_facts")).get("toa"))
@@ -201,6 +250,11 @@ def host_row(record):
     row["autoload"] = _autoload(_mapping(toa.get("autoload")))
     row["probe"], row["probe_peer"], outcome = _probe(record)
     row.update(_counters(_mapping(toa.get("stats"))))
+    counters = _mapping(toa.get("counters"))
+    row["lost"], row["lost_detail"], lost = _losses(counters)
+    row["refused"] = _refused(counters)
+    row["hooks"] = _hooks(counters)
+    row["reload"] = _reload(module)
     if outcome == "rewritten":
         row["status"] = "working"
     elif loaded:
@@ -209,11 +263,17 @@ def host_row(record):
         row["status"] = "not_loaded"
     else:
         row["status"] = "not_installed"
+    if row["status"] in ("working", "not_probed"):
+        if lost:
+            row["status"] = "losing"
+        elif module.get("reload_pending"):
+            row["status"] = "reload_pending"
     return row
 
 
 def toa_report_rows(records, hosts=None):
-    """Rows for a list of host records, sorted by host name.
+    """Rows for a list of host records: those that need attention (ATTENTION) first, then
+    the others, each part sorted by host name.
 
     `hosts` (e.g. ansible_play_hosts_all) adds a row for every host without a
     record: one that failed or vanished before the report task ran.
@@ -224,7 +284,7 @@ def toa_report_rows(records, hosts=None):
         if str(host) not in seen:
             rows.append(host_row({"host": str(host), "facts": {
                 "failed": True, "msg": "no record: the host failed before the report task"}}))
-    return sorted(rows, key=lambda row: row["host"])
+    return sorted(rows, key=lambda row: (row["status"] not in ATTENTION, row["host"]))
 
 
 def toa_report_summary(rows):
@@ -244,6 +304,8 @@ def _cell(row, key):
         return STATUS_TEXT.get(value, value)
     if key == "missed" and row.get("missed_detail"):
         return "%s (%s)" % (value, row["missed_detail"])
+    if key == "lost" and row.get("lost_detail"):
+        return "%s (%s)" % (value, row["lost_detail"])
     return _text(value)
 
 
@@ -292,8 +354,10 @@ th { background: #f6f8fa; position: sticky; top: 0; }
 th.host { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.working td.status { background: #dafbe1; }
-tr.probe_failed td.status, tr.probe_error td.status, tr.no_facts td.status { background: #ffebe9; }
-tr.not_loaded td.status, tr.not_probed td.status { background: #fff8c5; }
+tr.probe_failed td.status, tr.probe_error td.status, tr.no_facts td.status,
+tr.losing td.status, tr.losing td.lost { background: #ffebe9; }
+tr.not_loaded td.status, tr.not_probed td.status, tr.reload_pending td.status,
+tr.reload_pending td.reload { background: #fff8c5; }
 tr.not_installed td.status { background: #eaeef2; }
 """
 

@@ -18,16 +18,16 @@ description:
     default, so a kernel that does not come up healthy is left behind by a power cycle.
     I(mode=default) makes I(release) the default boot entry (after the new kernel was verified, or
     to return to a distribution kernel before removing a TOA kernel).
-  - GRUB 2 on Debian and Ubuntu (C(/boot/grub/grub.cfg), C(grub-reboot), C(grub-set-default)):
-    the default must be GRUB's saved entry, so when C(GRUB_DEFAULT) (from C(/etc/default/grub) and
+  - GRUB 2 on Debian and Ubuntu (C(/boot/grub/grub.cfg), C(grub-reboot), C(grub-set-default)).
+    The default must be GRUB's saved entry, so when C(GRUB_DEFAULT) (from C(/etc/default/grub) and
     C(/etc/default/grub.d/*.cfg)) is not C(saved) the module writes
     C(/etc/default/grub.d/99-toa-fleet.cfg) with C(GRUB_DEFAULT=saved) and regenerates
     C(grub.cfg). Entries inside the "Advanced options" submenu are addressed as
     C(<submenu id>><entry id>).
-  - The RHEL family (C(grubby)): I(mode=default) runs C(grubby --set-default); I(mode=once) sets the
+  - On the RHEL family (C(grubby)), I(mode=default) runs C(grubby --set-default); I(mode=once) sets the
     running kernel as the default (installing a kernel rpm makes the new kernel the default) and
     runs C(grub2-reboot) with the new kernel's entry. GRUB legacy (CentOS 6) has no one-time boot
-    here: the kernel becomes the default at once and the result says so (I(once=false)).
+    here, so the kernel becomes the default at once and the result says so (I(once=false)).
   - Nothing is run when the bootloader already says what is asked. Check mode reports the commands
     that would run. Reboots nothing itself.
   - Also returns the packages that own the TOA kernels that are not running (C(dpkg-query -S) or
@@ -50,7 +50,7 @@ notes:
   - Needs root (C(become=true)).
   - Fails, saying what to install, when no non-TOA kernel is installed.
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

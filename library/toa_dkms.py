@@ -47,15 +47,15 @@ options:
     description:
       - With I(state=present), remove every build of this version first (as I(state=absent)
         does) when it is registered, then add, build and install it again. For a source or a
-        signing key that changed under the same version: DKMS would otherwise keep the old
-        build. Nothing is removed when the version is not registered.
+        signing key that changed under the same version, since DKMS would otherwise keep the
+        old build. Nothing is removed when the version is not registered.
     type: bool
     default: false
 notes:
   - Needs root (C(become=true)) and, for building, the kernel headers of I(kernel)
     (C(/lib/modules/<kernel>/build)).
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 '''
 
 EXAMPLES = r'''

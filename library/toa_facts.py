@@ -85,6 +85,13 @@ options:
     description: Path on the host of the certificate of I(signing_key).
     type: str
     default: ""
+  params:
+    description:
+      - The module parameters the role will load TOA with (toa_params), only checked. Option
+        kinds the kernel's TCP uses and an empty C(ipv4_kinds) are preflight problems
+        (check C(params)).
+    type: dict
+    default: {}
   gather_dkms:
     description:
       - Run C(dkms status) for C(dkms). C(dkms) is a shell script that takes seconds on a small
@@ -96,7 +103,7 @@ notes:
   - Runs C(modinfo), and C(dkms status) when it is installed and I(gather_dkms) is true; nothing
     else is executed.
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 '''
 
 EXAMPLES = r'''
@@ -139,13 +146,39 @@ ansible_facts:
             - C(loaded) (in /proc/modules), C(version) and C(srcversion) (from /sys/module),
               C(parameters) (name to value, readable ones), C(available) (modinfo finds it for
               the running kernel), C(file) (its path), C(builtin) (compiled into the kernel).
+            - C(file_srcversion) is the srcversion of that file (C(modinfo -F srcversion)), null
+              when unknown; C(reload_pending) is true when the module is loaded and both
+              srcversions are known and differ, that is the loaded code is not the installed
+              build (rebuilt or upgraded since it was loaded) until a reload or reboot.
           type: dict
-          sample: {loaded: true, version: 1.0.0, parameters: {ipv4_kinds: "200"},
-                   available: true, file: /lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko}
+          sample: {loaded: true, version: 1.0.0, srcversion: 5E0A6A1F4F2D3C1B0A998877,
+                   file_srcversion: 5E0A6A1F4F2D3C1B0A998877, reload_pending: false,
+                   parameters: {ipv4_kinds: "200"}, available: true,
+                   file: /lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko}
         stats:
           description: Counters from /proc/net/toa_stats (per-CPU columns summed); {} when absent.
           type: dict
-          sample: {syn_recv_sock_toa: 12, getname_toa_ok: 10}
+          sample: {accepted: 12, getname_rewrites: 10, entries_dropped_full: 0}
+        counters:
+          description:
+            - What the counters say about lost client addresses (module_utils/toa_stats.py).
+            - C(lost) is true when a counter that means a connection showed the proxy instead of
+              its client is above 0 (C(entries_dropped_full), C(entries_nomem),
+              C(syn_stash_dropped_full), every C(missed_*), and their C(global_*) totals),
+              false when all of those the module prints are 0, null when it prints none.
+            - C(lost_counters) maps each of them to its value, null when the module does not
+              print it (an older module); C(lost_nonzero) holds those above 0,
+              C(lost_unknown) names the null ones; C(advice) says what they mean and what to
+              do (empty when nothing was lost).
+            - C(refusals) maps C(rejected_*), C(getname_stale), C(entries_replaced) and
+              C(fastopen_without_toa) to their values (null when not printed), refusals by
+              design and not a failure.
+            - C(hooks_ftrace) is true when the module hooks with ftrace (cannot miss), false for
+              kprobes (can miss under load), null when the module does not say.
+          type: dict
+          sample: {lost: false, lost_counters: {entries_dropped_full: 0, global_missed: null},
+                   lost_nonzero: {}, lost_unknown: [global_missed], advice: "",
+                   refusals: {rejected_multiple: 0}, hooks_ftrace: true}
         autoload:
           description:
             - C(enabled) (some boot-time method loads the module), C(methods) (modules-load,
@@ -214,6 +247,8 @@ from ansible.module_utils.toa_route import (
     parse_dkms_status,
     select_route,
 )
+from ansible.module_utils.toa_stats import summarise as summarise_stats
+
 
 def module_key(name):
     # The kernel reports module names with underscores.
@@ -300,10 +335,20 @@ def module_state(module, name, kernel):
                     break
             if available:
                 break
+    # The srcversion of the file modprobe would load now: after a rebuild under
+    # the same version only this tells the loaded code from the installed.
+    file_srcversion = None
+    if modinfo and available and not builtin:
+        rc, out, _err = module.run_command([modinfo, "-k", kernel, "-F", "srcversion", name])
+        if rc == 0:
+            file_srcversion = out.strip() or None
     return {
         "loaded": loaded,
         "version": version,
         "srcversion": srcversion,
+        "file_srcversion": file_srcversion,
+        "reload_pending": bool(loaded and srcversion and file_srcversion
+                               and srcversion != file_srcversion),
         "parameters": read_parameters(name) if loaded or builtin else {},
         "available": available,
         "builtin": builtin,
@@ -522,6 +567,7 @@ def preflight_state(module, route):
             "ignore": params["preflight_ignore"],
             "conflicting": params["conflicting_modules"],
             "row_id": package.get("id"),
+            "params": params["params"],
         })
     readings["problems"] = found
     return readings
@@ -548,10 +594,12 @@ def gather(module):
     except RouteError as exc:
         route_error = str(exc)
     dkms_installed, dkms = dkms_state(module, name) if params["gather_dkms"] else (None, None)
+    stats = parse_toa_stats(read_text("/proc/net/toa_stats", ""))
     return {
         "host": host,
         "module": module_state(module, name, kernel),
-        "stats": parse_toa_stats(read_text("/proc/net/toa_stats", "")),
+        "stats": stats,
+        "counters": summarise_stats(stats),
         "autoload": autoload_state(name),
         "kernels": {
             "running": kernel,
@@ -581,6 +629,7 @@ def main():
             preflight_ignore=dict(type="list", elements="str", default=[]),
             signing_key=dict(type="str", default="", no_log=False),
             signing_cert=dict(type="str", default=""),
+            params=dict(type="dict", default={}),
             gather_dkms=dict(type="bool", default=True),
         ),
         supports_check_mode=True,

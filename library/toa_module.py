@@ -39,14 +39,24 @@ options:
         Module parameters, for example C({ipv4_kinds: "200", ipv6_kinds: "253,254",
         trusted_cidrs: ""}). Values may not contain spaces or quotes (use commas in lists);
         booleans become C(1)/C(0) and lists are joined with commas.
+      - Compared with the loaded module's values in the form the kernel reads them back, so
+        equivalent spellings are no change (C(254,200) is C(200,254); C(10.1.2.3/8) is
+        C(10.0.0.0/8); C(2001:DB8::/32) is C(2001:db8::/32); a bare address is a /32 or /128;
+        C(true) is C(Y)). Unknown parameters compare as stripped text.
+      - Option kinds the kernel's TCP uses (0-5, 8, 19, 29, 30, 34) and an empty
+        C(ipv4_kinds) are refused.
       - Also written to C(/etc/modprobe.d/<name>.conf) when I(autoload=enabled).
     type: dict
     default: {}
   reload:
     description:
       - Allow C(modprobe -r) and a new C(modprobe) when the loaded module has parameter values
-        that differ from I(params) and cannot be changed at runtime. Connections accepted
-        before the reload lose their TOA address.
+        that differ from I(params) and cannot be changed at runtime, or when the loaded code
+        is outdated (its srcversion, C(/sys/module/<name>/srcversion), differs from that of
+        the file modprobe would load, C(modinfo -F srcversion <name>), as after a rebuild or
+        upgrade). Connections accepted before the reload lose their TOA address.
+      - Without it an outdated module stays loaded, with a warning and C(reload_pending=true);
+        parameters the loaded module does not have yet are left to the reload or next boot.
     type: bool
     default: false
   autoload:
@@ -79,7 +89,7 @@ notes:
   - When loading fails, the message carries modprobe's error and the kernel's last log lines
     that mention the module (from C(dmesg), best effort).
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 '''
 
 EXAMPLES = r'''
@@ -139,6 +149,12 @@ files_removed:
   returned: always
   type: list
   elements: str
+reload_pending:
+  description:
+    - True when the loaded module's code is not the installed build (srcversions differ) and
+      I(reload) was false, so the new build runs only after a reload or reboot.
+  returned: always
+  type: bool
 msg:
   description: What was done, in one line.
   returned: always
@@ -153,6 +169,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils import toa_host
 from ansible.module_utils.toa_host import host_path, init_comm, read_text, uname
+from ansible.module_utils.toa_params import kinds_problems, same_value
 from ansible.module_utils.toa_route import identify_host
 
 
@@ -163,8 +180,6 @@ MODPROBE_DIRS = ["/sbin", "/usr/sbin", "/bin", "/usr/bin"]
 _PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PARAM_BAD_VALUE_RE = re.compile(r"[\s'\"\\`$#\x00]")
 _EXIT_RE = re.compile(r"^\s*exit(\s+0)?\s*(#.*)?$")
-_TRUE = ("1", "y", "Y")
-_FALSE = ("0", "n", "N")
 
 
 def module_key(name):
@@ -180,17 +195,6 @@ def param_value(value):
     if isinstance(value, (list, tuple)):
         return ",".join(param_value(item) for item in value)
     return str(value)
-
-
-def same_value(wanted, current):
-    if current is None:
-        return False
-    current = current.strip()
-    if current == "(null)":
-        current = ""
-    if wanted == current:
-        return True
-    return (wanted in _TRUE and current in _TRUE) or (wanted in _FALSE and current in _FALSE)
 
 
 def options_line(name, params):
@@ -257,6 +261,7 @@ class Toa:
         self.removed = []
         self.diffs = []
         self.messages = []
+        self.reload_pending = False
         self._host = None
         self._modprobe = None
 
@@ -353,13 +358,56 @@ class Toa:
         return [self.modprobe, self.name] + ["%s=%s" % (key, wanted[key])
                                              for key in sorted(wanted)]
 
+    def outdated_code(self):
+        """(loaded, installed) srcversions when the loaded code is not what modprobe would load.
+
+        DKMS rebuilds under the same version and a package upgrade replace the
+        file but not the running module; only srcversion tells them apart.
+        """
+        loaded = (read_text("/sys/module/%s/srcversion" % module_key(self.name)) or "").strip()
+        modinfo = self.module.get_bin_path("modinfo", opt_dirs=MODPROBE_DIRS)
+        if not loaded or not modinfo:
+            return None
+        rc, out, _err = self.module.run_command([modinfo, "-F", "srcversion", self.name])
+        installed = out.strip() if rc == 0 else ""
+        if not installed or installed == loaded:
+            return None
+        return loaded, installed
+
+    def reload(self, wanted, why):
+        self.run([self.modprobe, "-r", self.name], "unload")
+        self.run(self.load_argv(wanted), "load")
+        self.messages.append("reloaded %s: %s" % (self.name, why))
+
     def ensure_loaded(self, wanted):
         if not self.is_loaded():
             self.run(self.load_argv(wanted), "load")
             self.messages.append("loaded %s" % self.name)
             return
+        outdated = self.outdated_code()
+        if outdated and self.params["reload"]:
+            self.reload(wanted, "the loaded code (srcversion %s) was not the installed "
+                                "module's (%s)" % outdated)
+            return
+        if outdated:
+            self.reload_pending = True
+            self.module.warn(
+                "%s is loaded from other code (srcversion %s) than the installed module "
+                "(srcversion %s): the rebuilt or upgraded module runs only after a reload. "
+                "Set reload: true (toa_reload=true in the role) to reload it now (connections "
+                "accepted before lose their TOA address), or reboot." % ((self.name,) + outdated))
+            self.messages.append("reload pending: loaded srcversion %s, installed %s" % outdated)
         current = self.current_params()
-        differ = [key for key in sorted(wanted) if not same_value(wanted[key], current.get(key))]
+        # The kernel reads values back normalised (kinds sorted, host bits
+        # cleared, IPv6 compressed): compare like with like.
+        differ = [key for key in sorted(wanted)
+                  if not same_value(key, wanted[key], current.get(key))]
+        if outdated:
+            # Parameters only the installed build has wait for its reload.
+            later = [key for key in differ if current.get(key) is None]
+            if later:
+                self.messages.append("%s set at the reload" % ", ".join(later))
+            differ = [key for key in differ if key not in later]
         if not differ:
             return
         fixed = []
@@ -381,9 +429,7 @@ class Toa:
                     "accepted before lose their TOA address), or change params."
                     % (self.name, detail), commands=self.commands)
         if fixed:
-            self.run([self.modprobe, "-r", self.name], "unload")
-            self.run(self.load_argv(wanted), "load")
-            self.messages.append("reloaded %s for %s" % (self.name, ", ".join(fixed)))
+            self.reload(wanted, "%s cannot change at runtime" % ", ".join(fixed))
             return
         for key in differ:
             self.write_sysfs(key, wanted[key], current.get(key))
@@ -587,6 +633,9 @@ def validate(module):
                                  "which modprobe and /etc/modprobe.d cannot carry safely; "
                                  "separate list items with commas" % (key, value))
         wanted[str(key)] = value
+    refused = kinds_problems(wanted, label="params")
+    if refused:
+        module.fail_json(msg=" ".join(refused))
     rc_local = module.params["rc_local_path"]
     if rc_local != "auto" and not rc_local.startswith("/"):
         module.fail_json(msg="rc_local_path %r must be an absolute path or auto" % rc_local)
@@ -636,7 +685,8 @@ def main():
         msg = "would have: " + msg
     result = dict(changed=toa.changed, loaded=loaded, params=effective, commands=toa.commands,
                   sysfs_writes=toa.sysfs_writes, autoload_method=method,
-                  files_written=toa.written, files_removed=toa.removed, msg=msg)
+                  files_written=toa.written, files_removed=toa.removed,
+                  reload_pending=toa.reload_pending, msg=msg)
     if module._diff:
         result["diff"] = toa.diffs
     module.exit_json(**result)

@@ -2,6 +2,8 @@
 # -*- coding: utf-8 -*-
 # End-to-end TOA probe: a crafted TCP handshake carrying a TOA option, inside a
 # private network namespace, and what getpeername()/accept() report for it.
+# Copyright: toa-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -29,7 +31,7 @@ description:
     what was seen and what was expected.
 version_added: "1.0.0"
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 options:
   family:
     description:
@@ -107,6 +109,7 @@ requirements:
   - No third-party Python package; Python 2.7 or 3.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - The probe runs in check mode too, because it changes nothing on the host; a probe

@@ -15,7 +15,7 @@ description:
   - Writes every file of I(files) into I(dest) (created when missing) whose content differs,
     and sets the mode, owner and group of each file and of I(dest). Files already right are
     not touched; files in I(dest) that I(files) does not name are left alone.
-  - Made for the TOA module source the role registers with DKMS (about 50 kB): one module run
+  - Made for the TOA module source the role registers with DKMS (about 50 kB), in one module run
     instead of one C(copy) round trip per file, with the same result.
   - Check mode writes nothing and reports what would change; diff mode shows each changed file.
 options:
@@ -46,7 +46,7 @@ options:
     type: str
     default: root
 author:
-  - toa-fleet contributors
+  - toa-fleet contributors (!UNKNOWN)
 '''
 
 EXAMPLES = r'''
@@ -83,6 +83,9 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
+
+# File contents as the task gives them: text (unicode on Python 2) or bytes.
+TEXT_TYPES = (type(u''), bytes)
 
 
 def bad_names(names):
@@ -138,7 +141,7 @@ def main():
     if bad:
         module.fail_json(msg='files: names must be plain file names without a directory part; '
                              'fix %s' % ', '.join(repr(n) for n in bad))
-    not_text = sorted(n for n, v in files.items() if not isinstance(v, (type(u''), bytes)))
+    not_text = sorted(n for n, v in files.items() if not isinstance(v, TEXT_TYPES))
     if not_text:
         module.fail_json(msg='files: every value must be the file content as a string; fix %s'
                              % ', '.join(repr(n) for n in not_text))

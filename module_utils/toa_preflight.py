@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible.module_utils.toa_params import kinds_problems
+
 # Checks a user may skip with toa_preflight_ignore.
 CHECKS = ("space", "bootloader", "conflicts", "secure_boot")
 
@@ -211,8 +213,9 @@ def problems(route, readings, settings):
     """What stops `route` on this host, as a list of {check, msg}.
 
     readings: {disk, bootloader, security, loaded, signing} as toa_facts
-    gathers them.  settings: {name, free_mb, ignore, conflicting, row_id}.
-    Signing settings are checked even when secure_boot is ignored.
+    gathers them.  settings: {name, free_mb, ignore, conflicting, row_id,
+    params}.  Signing settings and params (option kinds the kernel's TCP uses)
+    are checked even when a check is ignored: they are inputs, not host state.
     """
     ignore = settings.get("ignore") or []
     found = []
@@ -233,4 +236,6 @@ def problems(route, readings, settings):
                                              signing.get("key"), settings.get("row_id")))
     for msg in _signing_problems(route, signing):
         found.append({"check": "signing", "msg": msg})
+    for msg in kinds_problems(settings.get("params") or {}):
+        found.append({"check": "params", "msg": msg})
     return found

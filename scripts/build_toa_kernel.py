@@ -63,6 +63,22 @@ CONFIG_EDITS = [
 ]
 REQUIRED = ("CONFIG_TOA=m", "CONFIG_IPV6=y")
 
+# --debug: a kernel that reports what the TOA module gets wrong (lock order,
+# memory errors, leaks, sleeping in atomic context), for the module's tests;
+# never a kernel for the fleet.
+DEBUG_CONFIG_EDITS = [
+    ["--enable", "DEBUG_KERNEL"], ["--enable", "PROVE_LOCKING"], ["--enable", "PROVE_RCU"],
+    ["--enable", "DEBUG_ATOMIC_SLEEP"], ["--enable", "KASAN"], ["--enable", "KASAN_GENERIC"],
+    ["--enable", "KASAN_OUTLINE"], ["--disable", "KASAN_INLINE"],
+    ["--enable", "DEBUG_KMEMLEAK"], ["--disable", "DEBUG_KMEMLEAK_DEFAULT_OFF"],
+    ["--set-val", "DEBUG_KMEMLEAK_MEM_POOL_SIZE", "16000"],
+]
+DEBUG_REQUIRED = ("CONFIG_PROVE_LOCKING=y", "CONFIG_KASAN=y", "CONFIG_DEBUG_KMEMLEAK=y")
+
+
+def config_edits(debug):
+    return CONFIG_EDITS + (DEBUG_CONFIG_EDITS if debug else [])
+
 
 class BuildError(Exception):
     pass
@@ -188,7 +204,7 @@ def plan(args, source_version, source_sha, patch_text, config_text, lsmod_text):
         "patch_sha256": sha256_text(patch_text),
         "config_sha256": sha256_text(config_text),
         "lsmod_sha256": sha256_text(lsmod_text) if lsmod_text is not None else None,
-        "config_edits": CONFIG_EDITS,
+        "config_edits": config_edits(getattr(args, "debug", False)),
         "localversion": args.localversion,
         "arch": args.arch,
     }
@@ -198,10 +214,10 @@ def plan(args, source_version, source_sha, patch_text, config_text, lsmod_text):
     return inputs, key, pkgversion
 
 
-def configure(runner, tree, config, lsmod, jobs):
+def configure(runner, tree, config, lsmod, jobs, debug=False):
     shutil.copyfile(config, os.path.join(tree, ".config"))
     make = ["make", "-j%d" % jobs]
-    edits = [a for edit in CONFIG_EDITS for a in edit]
+    edits = [a for edit in config_edits(debug) for a in edit]
     runner.run(["scripts/config", "--file", ".config"] + edits, cwd=tree)
     runner.run(make + ["olddefconfig"], cwd=tree)
     if lsmod:
@@ -213,7 +229,7 @@ def configure(runner, tree, config, lsmod, jobs):
         runner.run(make + ["olddefconfig"], cwd=tree)
     with open(os.path.join(tree, ".config")) as f:
         lines = set(f.read().splitlines())
-    missing = [r for r in REQUIRED if r not in lines]
+    missing = [r for r in REQUIRED + (DEBUG_REQUIRED if debug else ()) if r not in lines]
     if missing:
         raise BuildError("the configured kernel lacks %s (does the tree have KPROBES/KRETPROBES?)"
                          % ", ".join(missing))
@@ -328,7 +344,7 @@ def build(args, runner):
     runner.say("applying the TOA patch")
     runner.run(["patch", "-p1", "--batch", "--forward", "-i", os.path.join(bdir, "toa.patch")], cwd=tree)
     runner.say("configuring")
-    configure(runner, tree, config, args.lsmod, args.jobs)
+    configure(runner, tree, config, args.lsmod, args.jobs, args.debug)
     shutil.copyfile(os.path.join(tree, ".config"), os.path.join(bdir, "config"))
     runner.say("building (make -j%d bindeb-pkg, nice %d); follow: tail -f %s"
                % (args.jobs, args.nice, runner.log_path))
@@ -382,6 +398,8 @@ def main(argv=None):
     ap.add_argument("--nice", type=int, default=19)
     ap.add_argument("--keep-tree", action="store_true", help="keep the built tree (several GB)")
     ap.add_argument("--force", action="store_true", help="build even when this key was built")
+    ap.add_argument("--debug", action="store_true",
+                    help="lockdep, KASAN, kmemleak: a kernel for testing the module, not for a fleet")
     args = ap.parse_args(argv)
     subdir = args.subdir or "%s-%s-%s" % (args.distribution, args.major or args.version, args.arch)
     runner = Runner()

@@ -3,4 +3,6 @@
 : "${TOA_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/toa-fleet}"
 : "${TOA_VENV:=$TOA_CACHE/venv}"
 : "${TOA_VENV_LEGACY:=$TOA_CACHE/venv-legacy}"
-export TOA_CACHE TOA_VENV TOA_VENV_LEGACY
+# ansible-test 2.16 for the sanity tests on Python 2.7 and 3.6 (scripts/sanity.py).
+: "${TOA_VENV_SANITY_LEGACY:=$TOA_CACHE/venv-sanity-legacy}"
+export TOA_CACHE TOA_VENV TOA_VENV_LEGACY TOA_VENV_SANITY_LEGACY

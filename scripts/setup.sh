@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything this project needs on a fresh Debian 12 machine:
 # Debian packages (QEMU, debootstrap, GRUB tools, cross compiler for the
-# arm64 compile test), and two Python virtualenvs (current and legacy
-# ansible-core) from pinned requirements.  Idempotent: reruns are fast.
+# arm64 compile test), and three Python virtualenvs (current and legacy
+# ansible-core, and ansible-test 2.16 for the sanity tests on the legacy
+# Pythons) from pinned requirements.  Idempotent: reruns are fast.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/env.sh
@@ -40,4 +41,5 @@ make_venv() {   # make_venv DIR REQUIREMENTS
 }
 make_venv "$TOA_VENV" "$here/requirements/dev.txt"
 make_venv "$TOA_VENV_LEGACY" "$here/requirements/legacy.txt"
-echo "setup: ready (venv $TOA_VENV, legacy venv $TOA_VENV_LEGACY, cache $TOA_CACHE)"
+make_venv "$TOA_VENV_SANITY_LEGACY" "$here/requirements/sanity-legacy.txt"
+echo "setup: ready (venv $TOA_VENV, legacy venv $TOA_VENV_LEGACY, sanity venv $TOA_VENV_SANITY_LEGACY, cache $TOA_CACHE)"

@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "filter_plugins"))
 
 import toa_report  # noqa: E402
+from toa_stats import summarise  # noqa: E402  (what toa_facts puts in toa.counters)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -100,6 +101,7 @@ def record(host, loaded, state, stats=None):
             "host": {"distribution": "Debian", "version": "12", "arch": "x86_64"},
             "module": {"loaded": loaded, "version": "1.0.0" if loaded else None, "available": loaded},
             "stats": stats or {},
+            "counters": summarise(stats or {}),
             "autoload": {"enabled": loaded, "methods": ["modules-load"] if loaded else [], "problems": []},
             "kernels": {"running": "6.1.0-18-amd64", "running_is_toa": False},
             "route": {"route": "module", "package": None}, "route_error": None}}},
@@ -129,17 +131,19 @@ def test_chromium_renders_the_report_table(tmp_path):
     assert body["web-01"]["probe"] == "rewritten (203.0.113.7:4242)"
     assert body["web-01"]["accepted"] == "1502"
     assert body["web-01"]["missed"] == "3 (syn_recv_v4=3)"
-    assert body["web-01"]["status"] == "TOA working"
+    assert body["web-01"]["lost"] == "yes (missed_syn_recv_v4=3)"
+    assert body["web-01"]["status"] == "TOA working but losing client addresses"
     assert body["web-02"]["status"] == "loaded but probe failed"
     assert body["web-02"]["probe"] == "not rewritten (saw 192.0.2.2:40303, the proxy)"
     assert body["<b>evil</b>&co"]["status"] == "not installed"
     assert body["db-01"]["status"] == "unreachable or facts failed"
     # The hostile host name stayed text: Chromium built no <b> element from it.
     assert "b" not in table.elements
-    assert table.summary == "4 hosts: 1 TOA working, 1 loaded but probe failed, 1 not installed, " \
-                            "1 unreachable or facts failed"
+    assert table.summary == "4 hosts: 1 TOA working but losing client addresses, " \
+                            "1 loaded but probe failed, 1 not installed, 1 unreachable or facts failed"
+    # Hosts that need attention first, then the rest, each by host name.
     assert [attrs.get("class") for attrs in table.row_attrs[1:]] == [
-        "not_installed", "no_facts", "working", "probe_failed"]  # sorted by host name
+        "no_facts", "losing", "probe_failed", "not_installed"]
 
 
 def _ansible_playbook():

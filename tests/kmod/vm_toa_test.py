@@ -9,8 +9,9 @@ report.  Loads and unloads the module itself.
   vm_toa_test.py --ko ./toa.ko [--quick]
 
 Prints one PASS/FAIL line per check and a few "MEASURE" lines; exits non-zero
-when a check fails.  Counters are read from /proc/1/net/toa_stats (the file
-lives in the initial network namespace; this process runs in its own).
+when a check fails.  Counters are per network namespace: this process reads
+its own namespace's /proc/self/net/toa_stats, and /proc/1/net/toa_stats for
+the initial namespace's.
 """
 import argparse
 import ctypes
@@ -30,8 +31,9 @@ CLONE_NEWNET = 0x40000000
 TUN = 'toat0'
 L4, P4 = '192.0.2.1', '192.0.2.2'          # listener / proxy (IPv4)
 L6, P6 = '2001:db8::1', '2001:db8::2'      # listener / proxy (IPv6)
-PORT4, PORT6, PORT_DUAL, PORT_LO = 80, 80, 81, 90
-STATS = '/proc/1/net/toa_stats'
+PORT4, PORT6, PORT_DUAL, PORT_LO, PORT_TFO = 80, 80, 81, 90, 82
+STATS = '/proc/self/net/toa_stats'
+INIT_STATS = '/proc/1/net/toa_stats'
 PARAMS = '/sys/module/toa/parameters/'
 
 failures = []
@@ -53,9 +55,9 @@ def sh(*args, ok_codes=(0,)):
     return r
 
 
-def stats():
+def stats(path=STATS):
     out = {}
-    with open(STATS) as f:
+    with open(path) as f:
         for line in f:
             k, v = line.split()
             out[k] = int(v)
@@ -93,12 +95,12 @@ def toa_opt(kind, addr, port):
     return struct.pack('!BBH', kind, 2 + 2 + len(a), port) + a
 
 
-def tcp_packet(v6, src, dst, sport, dport, seq, ack, flags, opts=b''):
+def tcp_packet(v6, src, dst, sport, dport, seq, ack, flags, opts=b'', payload=b''):
     opts = b'\x01' * (-len(opts) % 4) + opts   # NOP padding in front
     doff = (20 + len(opts)) // 4
     s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
     tcp = struct.pack('!HHIIHHHH', sport, dport, seq, ack, (doff << 12) | flags,
-                      65535, 0, 0) + opts
+                      65535, 0, 0) + opts + payload
     if v6:
         pseudo = s + d + struct.pack('!IxxxB', len(tcp), 6)
     else:
@@ -141,6 +143,8 @@ def read_synack(sport, timeout=5.0):
 
 def handshake(listener, v6, syn_opts=b'', ack_opts=b'', src=None):
     """Complete one crafted handshake; return the accepted socket."""
+    if next_sport[0] > 65000:       # long benchmarks: earlier ones are closed
+        next_sport[0] = 20000
     sport = next_sport[0]
     next_sport[0] += 1
     src = src or (P6 if v6 else P4)
@@ -263,6 +267,15 @@ def t_rejections(l4, l6, ld):
         check('rejected_malformed counted',
               stats()['rejected_malformed'] == s0['rejected_malformed'] + 1)
 
+    # A client's own TOA in front of the one the proxy appends: neither counts.
+    s0 = stats()
+    two = toa_opt(200, '198.51.100.66', 6666) + toa_opt(200, '203.0.113.7', 7)
+    c, _, sp = handshake(l4, False, ack_opts=two)
+    check('two TOA options: neither honoured', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+    check('rejected_multiple counted',
+          stats()['rejected_multiple'] == s0['rejected_multiple'] + 1)
+
     # kind 254 length 8 with the TFO magic is never TOA, even when 254 is a v4 kind
     setp('ipv4_kinds', '200,254')
     c, _, sp = handshake(l4, False, ack_opts=b'\xfe\x08\xf9\x89\x0a\x00\x00\x01')
@@ -313,36 +326,273 @@ def t_params(l4, l6, ld):
     c.close()
     setp('enabled', '1')
 
-    # SYN-only TOA (stash by 4-tuple)
-    c, _, _ = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.10', 10))
-    check('TOA in SYN only', peer(c) == ('203.0.113.10', 10), str(peer(c)))
-    c.close()
-    c, _, _ = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.11', 11),
-                        ack_opts=toa_opt(200, '203.0.113.12', 12))
-    check('ACK TOA wins over SYN TOA', peer(c) == ('203.0.113.12', 12), str(peer(c)))
-    c.close()
-    st = stats()
-    check('SYN stash empty after use', st['syn_stash_live'] == 0, str(st['syn_stash_live']))
-    setp('syn_toa', '0')
+    # SYN TOA: off by default (the seed's proxies put it in the ACK)
+    check('syn_toa is off by default', getp('syn_toa') == 'N', getp('syn_toa'))
     c, _, sp = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.10', 10))
     check('syn_toa=0 ignores SYN TOA', peer(c) == (P4, sp), str(peer(c)))
     c.close()
     setp('syn_toa', '1')
-
-    # max_entries bound
+    c, _, _ = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.10', 10))
+    check('TOA in SYN only (syn_toa=1)', peer(c) == ('203.0.113.10', 10), str(peer(c)))
+    c.close()
+    c, _, _ = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.12', 12),
+                        ack_opts=toa_opt(200, '203.0.113.12', 12))
+    check('SYN and ACK TOA that agree', peer(c) == ('203.0.113.12', 12), str(peer(c)))
+    c.close()
     s0 = stats()
-    setp('max_entries', '3')
+    c, _, sp = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.11', 11),
+                         ack_opts=toa_opt(200, '203.0.113.12', 12))
+    check('SYN and ACK TOA that disagree: neither', peer(c) == (P4, sp), str(peer(c)))
+    c.close()
+    check('rejected_syn_mismatch counted',
+          stats()['rejected_syn_mismatch'] == s0['rejected_syn_mismatch'] + 1)
+    st = stats()
+    check('SYN stash empty after use', st['syn_stash_live'] == 0, str(st['syn_stash_live']))
+
+    # The limit of this (non-initial) namespace is netns_max_entries;
+    # the initial namespace has max_entries, none by default.
+    check('max_entries: no limit by default', getp('max_entries') == '0', getp('max_entries'))
+    check('initial namespace unlimited', stats(INIT_STATS)['entries_limit'] == 0)
+    s0 = stats()
+    setp('netns_max_entries', '3')
+    check('entries_limit shows this namespace\'s limit', stats()['entries_limit'] == 3)
     held = [handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.20', 20 + i))[0]
             for i in range(6)]
     rewritten = sum(1 for c in held if peer(c)[0] == '203.0.113.20')
     st = stats()
-    check('max_entries bounds the table', rewritten == 3 and st['entries_live'] <= 3,
+    check('netns_max_entries bounds the namespace', rewritten == 3 and st['entries_live'] <= 3,
           'rewritten=%d live=%d' % (rewritten, st['entries_live']))
     check('entries_dropped_full counted',
           st['entries_dropped_full'] - s0['entries_dropped_full'] == 3)
+    check('global_entries_dropped_full counted in the initial namespace',
+          stats(INIT_STATS)['global_entries_dropped_full'] >= 3)
     for c in held:
         c.close()
-    setp('max_entries', '65536')
+    setp('netns_max_entries', '65536')
+
+
+# --------------------------------------------------------------------------
+# network namespaces: counters, quotas and the SYN stash are per namespace
+CLONE_NEWUSER = 0x10000000
+SETNS_NET = CLONE_NEWNET
+
+
+def _ns_setup(where, init_ns_fd):
+    """In a forked child: move to @where ('init', 'new', 'user') and give it
+    the same TUN and addresses this test uses, so 4-tuples collide."""
+    global tun_fd
+    libc = ctypes.CDLL(None, use_errno=True)
+    if where == 'init':
+        if libc.setns(init_ns_fd, SETNS_NET) != 0:
+            raise OSError(ctypes.get_errno(), 'setns')
+    elif where == 'user':
+        # an unprivileged user builds its own user + network namespace
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        libc.prctl(4, 1, 0, 0, 0)   # PR_SET_DUMPABLE: /proc/self stays ours
+        if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), 'unshare(user|net)')
+        for name, text in (('setgroups', 'deny'), ('uid_map', '0 65534 1'),
+                           ('gid_map', '0 65534 1')):
+            with open('/proc/self/' + name, 'w') as f:
+                f.write(text)
+    elif libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), 'unshare(net)')
+    tun = 'toat0' if where != 'init' else 'toai0'
+    tun_fd = os.open('/dev/net/tun', os.O_RDWR)
+    fcntl.ioctl(tun_fd, TUNSETIFF, struct.pack('16sH', tun.encode(), IFF_TUN | IFF_NO_PI))
+    sh('ip', 'link', 'set', 'lo', 'up')
+    sh('ip', 'addr', 'add', L4 + '/24', 'dev', tun)
+    sh('ip', 'link', 'set', tun, 'up')
+
+
+def in_netns(where, init_ns_fd, fn, *args):
+    """Run fn(*args) in a child in another namespace; return its result.
+    The child signals readiness on a pipe and waits for a byte on another
+    before it returns, so its sockets can be kept open while the parent
+    does something else: in_netns returns (result, release)."""
+    import json
+    r_res, w_res = os.pipe()
+    r_go, w_go = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r_res)
+        os.close(w_go)
+        try:
+            _ns_setup(where, init_ns_fd)
+            res = fn(*args)
+        except Exception as e:      # report, do not hide
+            res = {'error': '%s: %s' % (type(e).__name__, e)}
+        os.write(w_res, (json.dumps(res) + '\n').encode())
+        os.read(r_go, 1)
+        os._exit(0)
+    os.close(w_res)
+    os.close(r_go)
+    line = b''
+    while not line.endswith(b'\n'):
+        chunk = os.read(r_res, 65536)
+        if not chunk:
+            break
+        line += chunk
+    os.close(r_res)
+
+    def release():
+        os.write(w_go, b'x')
+        os.close(w_go)
+        os.waitpid(pid, 0)
+    return json.loads(line.decode() or '{"error": "child died"}'), release
+
+
+def ns_hold(n, base_port, tag):
+    """Listener + n TOA handshakes held open; how many were rewritten."""
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.bind((L4, PORT4))
+    lst.listen(4096)
+    held, ok = [], 0
+    for i in range(n):
+        c, _, _ = handshake(lst, False, ack_opts=toa_opt(200, tag, base_port + i))
+        held.append(c)
+        ok += peer(c) == (tag, base_port + i)
+    st = stats()
+    denied = setp('netns_max_entries', '0')
+    ns_hold.keep = (lst, held)
+    return {'ok': ok, 'n': n, 'dropped': st['entries_dropped_full'], 'live': st['entries_live'],
+            'limit': st['entries_limit'], 'param_write': denied}
+
+
+def ns_one(tag, port, sport=None, ack=True):
+    """One handshake (TOA on the ACK unless ack is False); its peer."""
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.bind((L4, PORT4))
+    lst.listen(16)
+    if sport is not None:
+        next_sport[0] = sport
+    c, _, sp = handshake(lst, False, ack_opts=toa_opt(200, tag, port) if ack else b'')
+    p = peer(c)
+    st = stats()
+    c.close()
+    lst.close()
+    return {'peer': list(p), 'sport': sp, 'accepted': st['accepted'],
+            'options_seen': st['options_seen']}
+
+
+def ns_plant(tag, sport):
+    """A SYN carrying TOA whose handshake is never completed: a stash entry."""
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.bind((L4, PORT4))
+    lst.listen(16)
+    os.write(tun_fd, tcp_packet(False, P4, L4, sport, PORT4, 5, 0, 0x02,
+                                b'\x02\x04\x05\xb4' + toa_opt(200, tag, 1)))
+    read_synack(sport)
+    st = stats()
+    ns_plant.keep = lst
+    return {'stashed': st['syn_stash_live']}
+
+
+def t_netns(init_ns_fd):
+    # counters: traffic in another namespace shows there only
+    init0 = stats(INIT_STATS)
+    own0 = stats()
+    res, release = in_netns('new', init_ns_fd, ns_one, '203.0.113.50', 50)
+    release()
+    check('netns: TOA works in another namespace', res.get('peer') == ['203.0.113.50', 50], str(res))
+    check('netns: its counters are its own', res.get('accepted') == 1 and res.get('options_seen') == 1,
+          str(res))
+    check('netns: the initial namespace did not count it',
+          stats(INIT_STATS)['accepted'] == init0['accepted'])
+    check('netns: this namespace did not count it', stats()['accepted'] == own0['accepted'])
+
+    # exhaustion: an unprivileged user namespace fills its quota...
+    setp('netns_max_entries', '20')
+    att, release_att = in_netns('user', init_ns_fd, ns_hold, 40, 100, '198.51.100.9')
+    check('userns: attacker capped at netns_max_entries',
+          att.get('ok') == 20 and att.get('dropped') == 20 and att.get('limit') == 20, str(att))
+    check('userns: attacker cannot change the module parameters',
+          att.get('param_write') is not None, str(att.get('param_write')))
+    # ... while the initial namespace still gets every address
+    vic = []
+    for i in range(3):
+        v, rel = in_netns('init', init_ns_fd, ns_one, '203.0.113.60', 60 + i)
+        rel()           # frees the TUN name for the next one
+        vic.append(v)
+    check('userns exhaustion: the initial namespace keeps TOA',
+          all(v.get('peer') == ['203.0.113.60', 60 + i] for i, v in enumerate(vic)), str(vic))
+    init_st = stats(INIT_STATS)
+    check('userns exhaustion: nothing dropped in the initial namespace',
+          init_st['entries_dropped_full'] == init0['entries_dropped_full'])
+    check('userns exhaustion: the host sees the namespace\'s drops',
+          init_st['global_entries_dropped_full'] - init0['global_entries_dropped_full'] >= 20)
+    release_att()
+    setp('netns_max_entries', '65536')
+
+    # poisoning: a SYN stash entry planted in a user namespace for the very
+    # 4-tuple of a later plain connection in the initial namespace
+    setp('syn_toa', '1')
+    sport = 41000
+    planted, release_plant = in_netns('user', init_ns_fd, ns_plant, '198.51.100.66', sport)
+    check('userns: stash entry planted in the attacker\'s namespace', planted.get('stashed') == 1,
+          str(planted))
+    vic, rel = in_netns('init', init_ns_fd, ns_one, '0.0.0.0', 0, sport, False)
+    rel()
+    check('userns poisoning: same 4-tuple in the initial namespace not rewritten',
+          vic.get('peer') == [P4, sport], str(vic))
+    release_plant()
+    wait_live_zero()
+
+
+# --------------------------------------------------------------------------
+# SYN cookies and TCP Fast Open
+def t_syncookies(l4):
+    sh('sysctl', '-qw', 'net.ipv4.tcp_syncookies=2')      # a cookie for every SYN
+    try:
+        c, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.70', 70))
+        check('syncookies=2: ACK TOA', peer(c) == ('203.0.113.70', 70), str(peer(c)))
+        c.close()
+        setp('syn_toa', '1')
+        c, _, _ = handshake(l4, False, syn_opts=toa_opt(200, '203.0.113.71', 71))
+        check('syncookies=2: SYN TOA (syn_toa=1)', peer(c) == ('203.0.113.71', 71), str(peer(c)))
+        c.close()
+    finally:
+        sh('sysctl', '-qw', 'net.ipv4.tcp_syncookies=0')
+
+
+TCP_FASTOPEN = 23
+
+
+def t_fastopen():
+    # server Fast Open without cookies: data in the SYN makes the child
+    sh('sysctl', '-qw', 'net.ipv4.tcp_fastopen=514')
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
+    lst.bind((L4, PORT_TFO))
+    lst.listen(16)
+    lst.settimeout(5)
+    try:
+        for opts, want, name in ((toa_opt(200, '203.0.113.80', 80), ('203.0.113.80', 80),
+                                  'Fast Open SYN with TOA'),
+                                 (b'', None, 'Fast Open SYN without TOA')):
+            s0 = stats()
+            sp = next_sport[0]
+            next_sport[0] += 1
+            syn = tcp_packet(False, P4, L4, sp, PORT_TFO, 1000, 0, 0x02,
+                             b'\x02\x04\x05\xb4' + opts, payload=b'hello')
+            os.write(tun_fd, syn)
+            sa = read_synack(sp)
+            c, _ = lst.accept()
+            data = c.recv(16)
+            p = peer(c)
+            check(name + ': data in the SYN delivered', data == b'hello', repr(data))
+            check(name + ': address', p == (want or (P4, sp)), str(p))
+            if want is None:
+                check('fastopen_without_toa counted',
+                      stats()['fastopen_without_toa'] == s0['fastopen_without_toa'] + 1)
+            # the client resets: the socket (and its entry) dies now
+            os.write(tun_fd, tcp_packet(False, P4, L4, sp, PORT_TFO, 1006, sa + 1, 0x04))
+            c.close()
+    finally:
+        lst.close()
+        sh('sysctl', '-qw', 'net.ipv4.tcp_fastopen=1')
 
 
 def wait_live_zero(timeout=5):
@@ -476,7 +726,13 @@ def tun_rate(lst, n, ack_opts=b''):
     return n / (time.time() - t0)
 
 
-def t_bench(ko, l4, reps, n):
+def hold_many(l4, n):
+    """n TOA connections held open (entries when the module is loaded)."""
+    return [handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.4', 1 + i % 60000))[0]
+            for i in range(n)]
+
+
+def t_bench(ko, l4, reps, n, live=0, kprobe=False):
     """Rates without the module, with it, and without it again (an A/A
     control: how far two identical runs land apart on this machine).
 
@@ -486,7 +742,16 @@ def t_bench(ko, l4, reps, n):
     emulated guest retranslates code whose text changed, and that first
     cost belongs to neither side.  With the module loaded a TOA connection
     is held open, as on a server behind a proxy, so the lookups of every
-    hook run their full path instead of the "no entries" shortcut."""
+    hook run their full path instead of the "no entries" shortcut.
+    With live > 0 every block also holds that many TOA connections open (as
+    entries when the module is loaded, as plain sockets when not, so both
+    sides have the same sockets in the kernel's tables).  With kprobe, a
+    fourth block loads the module with hook_mode=kprobe: the two hook
+    classes side by side in one run."""
+    if live:
+        import resource
+        want = live + 4096
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
     lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lst.bind(('127.0.0.1', PORT_LO + 1))
@@ -494,7 +759,8 @@ def t_bench(ko, l4, reps, n):
     cl = socket.socket()
     cl.connect(('127.0.0.1', PORT_LO + 1))
     sv, _ = lst.accept()
-    blocks = ('without', 'with', 'without again')
+    blocks = ('without', 'with', 'with kprobe', 'without again') if kprobe else \
+        ('without', 'with', 'without again')
     runs = {}
     n_tun = max(50, n // 5)
     opt = toa_opt(200, '203.0.113.6', 6)
@@ -502,9 +768,12 @@ def t_bench(ko, l4, reps, n):
         for block in (blocks if r % 2 == 0 else blocks[::-1]):
             unload()
             held = None
-            if block == 'with':
-                insmod(ko)
+            if block.startswith('with'):
+                insmod(ko, *(['hook_mode=kprobe'] if block == 'with kprobe' else []))
                 held, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.5', 5))
+            many = hold_many(l4, live)
+            if block.startswith('with') and live:
+                runs.setdefault('entries live ' + block, []).append(stats()['entries_live'])
             rate(max(200, n // 10), lst, socket.AF_INET, '127.0.0.1')     # warm-up
             tun_rate(l4, 20)
             runs.setdefault('conn/s ' + block, []).append(
@@ -513,10 +782,12 @@ def t_bench(ko, l4, reps, n):
                 getpeername_rate(sv, 20 * n))
             runs.setdefault('TUN conn/s ' + block, []).append(tun_rate(l4, n_tun))
             if held:
-                runs.setdefault('getpeername/s TOA socket with', []).append(
+                runs.setdefault('getpeername/s TOA socket ' + block, []).append(
                     getpeername_rate(held, 20 * n))
                 held.close()
-                runs.setdefault('TUN conn/s TOA with', []).append(tun_rate(l4, n_tun, opt))
+                runs.setdefault('TUN conn/s TOA ' + block, []).append(tun_rate(l4, n_tun, opt))
+            for c in many:
+                c.close()
     # runs are listed by repetition: the i-th of each block ran in the same
     # repetition, so their ratio cancels slow drift of the machine
     for k, v in runs.items():
@@ -566,26 +837,36 @@ def main():
     ap.add_argument('--rate-n', type=int, default=1500)
     ap.add_argument('--bench', type=int, default=0, metavar='REPS',
                     help='only measure overhead, REPS alternating runs')
+    ap.add_argument('--bench-live', type=int, default=0, metavar='N',
+                    help='--bench with N TOA connections held open in every block')
+    ap.add_argument('--bench-kprobe', action='store_true',
+                    help='--bench also with hook_mode=kprobe (both hook classes in one run)')
     a = ap.parse_args()
     ko = os.path.abspath(a.ko)
 
     unload()
     dmesg_mark()
+    init_ns_fd = os.open('/proc/self/ns/net', os.O_RDONLY)
     enter_netns()
     l4, l6, ld = listeners()
     if a.bench:
-        t_bench(ko, l4, a.bench, a.rate_n)
+        t_bench(ko, l4, a.bench, a.rate_n, a.bench_live, a.bench_kprobe)
         unload()
         return 0
 
     t_overhead(ko, l4, a.rate_n)            # loads the module
     st = stats()
     check('/proc/net/toa_stats readable', 'options_seen' in st and 'missed_syn_recv_v4' in st)
+    check('hooks are ftrace (cannot miss)', st.get('hooks_ftrace') == 1, str(st.get('hooks_ftrace')))
     check('all hooks registered', all(v == 1 for k, v in st.items() if k.startswith('hook_')),
           str({k: v for k, v in st.items() if k.startswith('hook_')}))
     t_basic(l4, l6, ld)
     t_rejections(l4, l6, ld)
     t_params(l4, l6, ld)
+    t_netns(init_ns_fd)
+    t_syncookies(l4)
+    t_fastopen()
+    setp('syn_toa', '1')       # the unload test below stashes SYN TOA
     t_stale(l4, l6, ld, a.rounds, a.plain)
     t_balance()
     bad, _ = dmesg_bad()
@@ -593,7 +874,7 @@ def main():
     t_rmmod_live(ko, l4, l6, ld)
 
     # load with parameters, then a bad parameter must fail the load cleanly
-    insmod(ko, 'trusted_cidrs=192.0.2.0/24', 'ipv4_kinds=200,254', 'max_entries=100')
+    insmod(ko, 'trusted_cidrs=192.0.2.0/24', 'ipv4_kinds=200,254', 'netns_max_entries=100')
     check('load-time parameters applied', getp('trusted_cidrs') == '192.0.2.0/24'
           and getp('ipv4_kinds') == '200,254', getp('trusted_cidrs') + ' ' + getp('ipv4_kinds'))
     c, _, _ = handshake(l4, False, ack_opts=toa_opt(254, '203.0.113.40', 40))

@@ -163,3 +163,23 @@ def test_controller_cpu_rows_compare_with_one_alias():
     assert ctl["value"]["median"] == 93.0 and ctl["ratio"] == pytest.approx(93.0 / 3.1)
     assert ctl["met"] == "-"      # a figure to explain the scale row, no target of its own
     assert rows["controller CPU, verify.yml over 1 alias"]["ratio"] is None
+
+
+def test_kprobe_block_and_live_entries_get_rows_of_their_own():
+    res = {"config": {}, "hook_icount": {
+        "conn/s without": [2000.0], "conn/s with": [1960.0], "conn/s with kprobe": [1900.0],
+        "TUN conn/s without": [1000.0], "TUN conn/s TOA with kprobe": [950.0],
+        "getpeername/s plain without": [60000.0],
+        "getpeername/s TOA socket with kprobe": [50000.0],
+        "entries live with": [10001.0]}}
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    h = "hook, instruction clock: "
+    assert rows[h + "loopback accept+getpeername, TOA loaded with kprobes"]["ratio"] == \
+        pytest.approx(0.95)
+    assert rows[h + "proxied handshake, TOA option on every one, kprobes"]["ratio"] == \
+        pytest.approx(0.95)
+    assert rows[h + "TOA entries live while loaded (--hook-live)"]["value"]["median"] == 10001
+    # without a kprobe block there is no kprobe row
+    del res["hook_icount"]["conn/s with kprobe"]
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    assert h + "loopback accept+getpeername, TOA loaded with kprobes" not in rows

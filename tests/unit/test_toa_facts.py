@@ -64,9 +64,11 @@ def test_nothing_installed(fakehost, run_module, fake_commands):
     toa = facts(run_module, bins={"dkms": None})
     assert toa["host"]["distribution"] == "Debian" and toa["host"]["init"] == "systemd"
     assert toa["module"] == {"loaded": False, "version": None, "srcversion": None,
+                             "file_srcversion": None, "reload_pending": False,
                              "parameters": {}, "available": False, "builtin": False,
                              "file": None}
     assert toa["stats"] == {}
+    assert toa["counters"]["lost"] is None  # no counters: unknown, not "nothing lost"
     assert toa["autoload"]["enabled"] is False and toa["autoload"]["files"] == []
     assert toa["kernels"] == {"running": "6.1.0-18-amd64", "installed_toa": [],
                               "running_is_toa": False}
@@ -85,17 +87,62 @@ def test_loaded_module_with_params_stats_and_dkms(fakehost, run_module, fake_com
     write(fakehost, "/proc/net/toa_stats", "syn_recv_sock_toa 12\ngetname_toa_ok 10\n")
     ko = "/lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko"
     fake_commands.add(["modinfo", "-k", "6.1.0-18-amd64", "-n", "toa"], out=ko + "\n")
+    fake_commands.add(["modinfo", "-k", "6.1.0-18-amd64", "-F", "srcversion", "toa"],
+                      out="0123ABCD\n")
     fake_commands.add(["dkms", "status"], out=(
         "toa/1.0.0, 6.1.0-18-amd64, x86_64: installed\n"
         "zfs/2.1.11, 6.1.0-18-amd64, x86_64: installed\n"))
     toa = facts(run_module)
     assert toa["module"] == {"loaded": True, "version": "1.0.0", "srcversion": "0123ABCD",
+                             "file_srcversion": "0123ABCD", "reload_pending": False,
                              "parameters": {"ipv4_kinds": "200", "ipv6_kinds": "253,254"},
                              "available": True, "builtin": False, "file": ko}
     assert toa["stats"] == {"syn_recv_sock_toa": 12, "getname_toa_ok": 10}
+    assert toa["counters"]["lost"] is None  # none of these counters says what was lost
     assert toa["dkms_installed"] is True
     assert toa["dkms"] == [{"module": "toa", "version": "1.0.0", "kernel": "6.1.0-18-amd64",
                             "arch": "x86_64", "state": "installed", "notes": ""}]
+
+
+def test_counters_name_lost_addresses(fakehost, run_module, fake_commands):
+    write(fakehost, "/proc/net/toa_stats", "accepted 70000\nentries_dropped_full 4464\n"
+                                           "missed_destroy 0\nhooks_ftrace 1\nrejected_multiple 3\n")
+    counters = facts(run_module, {"gather_dkms": False})["counters"]
+    assert counters["lost"] is True
+    assert counters["lost_nonzero"] == {"entries_dropped_full": 4464}
+    assert counters["lost_counters"]["missed_destroy"] == 0
+    assert counters["lost_counters"]["global_missed"] is None
+    assert "toa_params.max_entries" in counters["advice"]
+    assert counters["refusals"]["rejected_multiple"] == 3 and counters["hooks_ftrace"] is True
+
+
+def loaded_toa(root, fake_commands, loaded_src, file_src):
+    write(root, "/proc/modules", "toa 16384 0 - Live 0xffffffffc0a1b000 (OE)\n")
+    if loaded_src:
+        write(root, "/sys/module/toa/srcversion", loaded_src + "\n")
+    fake_commands.add(["modinfo", "-k", "6.1.0-18-amd64", "-n", "toa"],
+                      out="/lib/modules/6.1.0-18-amd64/updates/dkms/toa.ko\n")
+    if file_src is not None:
+        fake_commands.add(["modinfo", "-k", "6.1.0-18-amd64", "-F", "srcversion", "toa"],
+                          out=file_src + "\n")
+
+
+def test_a_rebuilt_module_not_loaded_yet_is_a_pending_reload(fakehost, run_module, fake_commands):
+    loaded_toa(fakehost, fake_commands, "0123ABCD", "4567EF01")
+    module = facts(run_module, {"gather_dkms": False})["module"]
+    assert module["srcversion"] == "0123ABCD" and module["file_srcversion"] == "4567EF01"
+    assert module["reload_pending"] is True
+
+
+@pytest.mark.parametrize("loaded_src, file_src", [
+    ("0123ABCD", "0123ABCD"),  # the installed build is the one running
+    (None, "0123ABCD"),  # a module without srcversion: unknown, not pending
+    ("0123ABCD", ""),  # modinfo shows none
+])
+def test_no_pending_reload_unless_both_srcversions_differ(fakehost, run_module, fake_commands,
+                                                         loaded_src, file_src):
+    loaded_toa(fakehost, fake_commands, loaded_src, file_src)
+    assert facts(run_module, {"gather_dkms": False})["module"]["reload_pending"] is False
 
 
 def test_gather_dkms_false_runs_no_dkms(fakehost, run_module, fake_commands):

@@ -52,10 +52,17 @@ class Kernel:
     def __init__(self, root, fake_commands, writable=("trusted_cidrs",)):
         self.root = root
         self.writable = writable
+        self.installed = None  # srcversion of the module file; None: modinfo shows none
         fake_commands.add_callable(["modprobe"], self.modprobe)
+        fake_commands.add_callable(["modinfo", "-F", "srcversion"], self.modinfo)
+
+    def modinfo(self, argv):
+        return 0, (self.installed + "\n") if self.installed else "", ""
 
     def load(self, params):
         write(self.root, "/proc/modules", "toa 16384 0 - Live 0xffffffffc0a1b000 (OE)\n")
+        if self.installed:
+            write(self.root, "/sys/module/toa/srcversion", self.installed + "\n")
         for key, value in params.items():
             mode = 0o644 if key in self.writable else 0o444
             write(self.root, "/sys/module/toa/parameters/" + key, value + "\n", mode=mode)
@@ -157,12 +164,38 @@ def test_param_value(value, expected):
     assert toa_module.param_value(value) == expected
 
 
-@pytest.mark.parametrize("wanted, current, same", [
-    ("200", "200\n", True), ("1", "Y", True), ("0", "N", True), ("", "(null)", True),
-    ("200", "254", False), ("1", "N", False), ("200", None, False),
+@pytest.mark.parametrize("key, wanted, current, same", [
+    ("ipv4_kinds", "200", "200\n", True), ("x", "1", "Y", True), ("x", "0", "N", True),
+    ("trusted_cidrs", "", "(null)", True), ("ipv4_kinds", "200", "254", False),
+    ("x", "1", "N", False), ("ipv4_kinds", "200", None, False),
 ])
-def test_same_value(wanted, current, same):
-    assert toa_module.same_value(wanted, current) is same
+def test_same_value(key, wanted, current, same):
+    assert toa_module.same_value(key, wanted, current) is same
+
+
+def test_equivalent_spellings_change_nothing(fakehost, kernel, run_module, fake_commands):
+    # What toa_cfg.c reads back for these: kinds ascending, host bits cleared,
+    # IPv6 compressed in lower case, a bare address with its full prefix.
+    kernel.load({"ipv4_kinds": "200,254", "ipv6_kinds": "253,254",
+                 "trusted_cidrs": "10.0.0.0/8,2001:db8::/32,192.0.2.7/32"})
+    wanted = {"ipv4_kinds": "254,200", "ipv6_kinds": "254,253",
+              "trusted_cidrs": "10.1.2.3/8,2001:DB8::/32,192.0.2.7"}
+    result = run_module(toa_module, {"params": wanted})
+    assert result["changed"] is False, result
+    assert result["sysfs_writes"] == [] and result["commands"] == []
+
+
+def test_reordered_cidrs_are_written(fakehost, kernel, run_module):
+    kernel.load({"trusted_cidrs": "10.0.0.0/8,192.0.2.0/24"})
+    result = run_module(toa_module, {"params": {"trusted_cidrs": "192.0.2.0/24,10.0.0.0/8"}})
+    assert result["changed"] is True
+    assert result["sysfs_writes"][0]["after"] == "192.0.2.0/24,10.0.0.0/8"
+
+
+def test_kinds_the_kernel_uses_are_refused(fakehost, run_module, fake_commands):
+    result = run_module(toa_module, {"params": {"ipv4_kinds": "30"}})
+    assert result["failed"] and "params.ipv4_kinds has 30 (MPTCP)" in result["msg"]
+    assert fake_commands.calls == []
 
 
 # -- load / unload -------------------------------------------------------------------
@@ -245,6 +278,66 @@ def test_param_missing_from_sysfs_needs_reload(fakehost, kernel, run_module):
 def test_bool_param_matches_kernel_spelling(fakehost, kernel, run_module):
     kernel.load({"strict": "Y"})
     assert run_module(toa_module, {"params": {"strict": True}})["changed"] is False
+
+
+@pytest.fixture
+def warnings(monkeypatch):
+    seen = []
+    monkeypatch.setattr(toa_module.AnsibleModule, "warn", lambda self, text: seen.append(text))
+    return seen
+
+
+def test_rebuilt_module_is_reloaded_with_reload(fakehost, kernel, run_module, warnings):
+    kernel.installed = "0123ABCD"
+    kernel.load(PARAMS)
+    kernel.installed = "4567EF01"  # DKMS rebuilt it under the same version
+    result = run_module(toa_module, {"params": PARAMS, "reload": True})
+    assert result["changed"] is True and result["reload_pending"] is False
+    assert result["commands"] == [[MODPROBE, "-r", "toa"],
+                                  [MODPROBE, "toa", "ipv4_kinds=200", "ipv6_kinds=253,254",
+                                   "trusted_cidrs="]]
+    assert "srcversion 0123ABCD) was not the installed module's (4567EF01)" in result["msg"]
+    assert read(fakehost, "/sys/module/toa/srcversion") == "4567EF01\n"
+    again = run_module(toa_module, {"params": PARAMS, "reload": True})
+    assert again["changed"] is False and again["commands"] == []
+    assert warnings == []
+
+
+def test_rebuilt_module_without_reload_is_a_warned_pending_reload(fakehost, kernel, run_module,
+                                                                  warnings):
+    kernel.installed = "0123ABCD"
+    kernel.load(PARAMS)
+    kernel.installed = "4567EF01"
+    # A parameter only the new build has waits for the reload; a runtime one is set now.
+    wanted = dict(PARAMS, trusted_cidrs="10.0.0.0/8", netns_max_entries="1000")
+    result = run_module(toa_module, {"params": wanted})
+    assert result["reload_pending"] is True
+    assert result["commands"] == []
+    assert [w["after"] for w in result["sysfs_writes"]] == ["10.0.0.0/8"]
+    assert "netns_max_entries set at the reload" in result["msg"]
+    assert len(warnings) == 1
+    assert "srcversion 0123ABCD) than the installed module (srcversion 4567EF01)" in warnings[0]
+    assert "toa_reload=true" in warnings[0] and "or reboot" in warnings[0]
+
+
+def test_check_mode_records_the_reload(fakehost, kernel, run_module, fake_commands):
+    kernel.installed = "0123ABCD"
+    kernel.load(PARAMS)
+    kernel.installed = "4567EF01"
+    result = run_module(toa_module, {"params": PARAMS, "reload": True}, check_mode=True)
+    assert result["changed"] is True and result["msg"].startswith("would have: reloaded toa")
+    assert modprobe_calls(fake_commands) == []
+    assert read(fakehost, "/sys/module/toa/srcversion") == "0123ABCD\n"
+
+
+def test_same_build_or_unknown_srcversion_is_no_reload(fakehost, kernel, run_module, warnings):
+    kernel.installed = "0123ABCD"
+    kernel.load(PARAMS)
+    assert run_module(toa_module, {"params": PARAMS, "reload": True})["changed"] is False
+    kernel.installed = None  # modinfo shows no srcversion (a module without MODULE_VERSION)
+    result = run_module(toa_module, {"params": PARAMS, "reload": True})
+    assert result["changed"] is False and result["reload_pending"] is False
+    assert warnings == []
 
 
 def test_unload(fakehost, kernel, run_module, fake_commands):

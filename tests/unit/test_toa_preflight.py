@@ -97,6 +97,16 @@ def test_a_healthy_host_has_no_problems():
         assert checks(route, readings()) == []
 
 
+def test_kinds_the_kernel_uses_stop_every_route_even_when_checks_are_ignored():
+    for route in ("package", "module", "kernel"):
+        found = checks(route, readings(), params={"ipv4_kinds": "200", "ipv6_kinds": "30"},
+                       ignore=list(pf.CHECKS))
+        assert [c for c, _m in found] == ["params"]
+        assert "toa_params.ipv6_kinds has 30 (MPTCP)" in found[0][1]
+    assert checks("module", readings(), params={"ipv4_kinds": ""})[0][0] == "params"
+    assert checks("module", readings(), params={"ipv4_kinds": "254,200"}) == []
+
+
 def test_space_sums_boot_and_root_on_one_filesystem():
     # 600 MB free on a / that holds /boot: 150 + 500 do not fit.
     found = checks("package", readings(disk=disk(boot=600, root=600)))
@@ -308,3 +318,9 @@ def test_facts_no_bootloader_for_the_package_route(fakehost, run_module):
 def test_facts_refuse_bad_preflight_options(fakehost, run_module, args, phrase):
     result = run_module(toa_facts, args)
     assert result["failed"] and phrase in result["msg"]
+
+
+def test_facts_refuse_a_timestamp_kind(fakehost, run_module):
+    got = preflight(run_module, {"params": {"ipv4_kinds": "8", "trusted_cidrs": ""}})
+    assert [p["check"] for p in got["problems"]] == ["conflicts", "params"]
+    assert "toa_params.ipv4_kinds has 8 (timestamps)" in got["problems"][1]["msg"]

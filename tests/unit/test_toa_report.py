@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "filter_plugins"))
 
 import toa_report  # noqa: E402
+from toa_stats import summarise  # noqa: E402  (what toa_facts puts in toa.counters)
 
 STATS_OURS = {
     "options_seen": 1520, "accepted": 1502, "rejected_untrusted": 17, "rejected_malformed": 1,
@@ -24,19 +25,30 @@ STATS_OURS = {
     "missed_syn_recv_v4": 3, "missed_syn_recv_v6": 0, "missed_conn_request": 0,
     "hook_destroy": 1, "hook_getname_v4": 1,
 }
+STATS_CLEAN = dict(STATS_OURS, missed_syn_recv_v4=0)
+# toa.ko 2.0: the global totals, the new refusals and the hook class
+STATS_20 = dict(STATS_CLEAN, rejected_multiple=2, rejected_syn_mismatch=0, fastopen_without_toa=1,
+                entries_dropped_full=0, entries_nomem=0, syn_stash_dropped_full=0,
+                global_entries_dropped_full=0, global_entries_nomem=0,
+                global_syn_stash_dropped_full=0, global_missed=0, hooks_ftrace=1)
 
 
 def facts(distribution="Debian", version="12", kernel="6.1.0-18-amd64", loaded=True, available=True,
           mod_version="1.0.0", builtin=False, stats=None, autoload=None, route="module", package=None,
-          route_error=None, arch="x86_64", running_is_toa=False):
+          route_error=None, arch="x86_64", running_is_toa=False, srcversions=(None, None)):
     toa = {
         "host": {"distribution": distribution, "id": distribution.lower(), "version": version,
                  "full_version": version, "major": version.split(".")[0], "family": "Debian",
                  "arch": arch, "kernel": kernel, "init": "systemd"},
-        "module": {"loaded": loaded, "version": mod_version if loaded else None, "srcversion": None,
+        "module": {"loaded": loaded, "version": mod_version if loaded else None,
+                   "srcversion": srcversions[0] if loaded else None,
+                   "file_srcversion": srcversions[1],
+                   "reload_pending": bool(loaded and srcversions[0] and srcversions[1]
+                                          and srcversions[0] != srcversions[1]),
                    "parameters": {"ipv4_kinds": "200"} if loaded else {}, "available": available,
                    "builtin": builtin, "file": None},
         "stats": stats if stats is not None else {},
+        "counters": summarise(stats),
         "autoload": autoload if autoload is not None else {
             "enabled": loaded, "methods": ["modules-load"] if loaded else [], "files": [],
             "options": {}, "options_file": None, "problems": []},
@@ -88,7 +100,7 @@ VENDOR_CENTOS7 = facts(
 
 def fleet():
     return [
-        {"host": "web-d12-01", "facts": facts(stats=STATS_OURS), "probe": probe("rewritten"),
+        {"host": "web-d12-01", "facts": facts(stats=STATS_CLEAN), "probe": probe("rewritten"),
          "probe_skipped": False},
         {"host": "web-c7-01", "facts": VENDOR_CENTOS7, "probe": probe("rewritten"), "probe_skipped": False},
         {"host": "web-d12-02", "facts": facts(stats=dict(STATS_OURS, missed_syn_recv_v4=0)),
@@ -101,7 +113,12 @@ def fleet():
          "probe_skipped": False},
         {"host": "db-r9-01", "facts": UNREACHABLE, "probe": None, "probe_skipped": False},
         {"host": "web-d12-04", "facts": facts(stats=STATS_OURS), "probe": probe("other"), "probe_skipped": False},
-        {"host": "web-d12-05", "facts": facts(stats=STATS_OURS), "probe": None, "probe_skipped": True},
+        {"host": "web-d12-05", "facts": facts(stats=STATS_CLEAN), "probe": None, "probe_skipped": True},
+        {"host": "web-d12-06", "facts": facts(stats=STATS_OURS), "probe": probe("rewritten")},
+        {"host": "web-d12-07", "facts": facts(stats=STATS_20, srcversions=("0123ABCD", "4567EF01")),
+         "probe": probe("rewritten")},
+        {"host": "web-d12-08", "facts": facts(stats=STATS_20, srcversions=("4567EF01", "4567EF01")),
+         "probe": probe("rewritten")},
     ]
 
 
@@ -111,17 +128,48 @@ def by_host(rows):
 
 def test_rows_classify_every_host():
     rows = toa_report.toa_report_rows(fleet(), ["web-d12-01", "lost-01"])
-    assert [row["host"] for row in rows] == sorted(row["host"] for row in rows)
     status = {row["host"]: row["status"] for row in rows}
     assert status == {
         "web-d12-01": "working", "web-c7-01": "working", "web-d12-02": "probe_failed",
         "web-d12-03": "probe_error", "api-u24-01": "not_installed", "api-u24-02": "not_loaded",
         "db-r9-01": "no_facts", "web-d12-04": "probe_error", "web-d12-05": "not_probed",
-        "lost-01": "no_facts",
+        "lost-01": "no_facts", "web-d12-06": "losing", "web-d12-07": "reload_pending",
+        "web-d12-08": "working",
     }
     for row in rows:
         assert set(row) == set(toa_report.ROW_KEYS)
 
+
+def test_hosts_that_need_attention_come_first():
+    rows = toa_report.toa_report_rows(fleet(), ["lost-01"])
+    hosts = [row["host"] for row in rows]
+    assert hosts == [
+        # verification fails on these, by host name
+        "api-u24-02", "db-r9-01", "lost-01", "web-d12-02", "web-d12-03", "web-d12-04",
+        "web-d12-06", "web-d12-07",
+        # then the rest, by host name
+        "api-u24-01", "web-c7-01", "web-d12-01", "web-d12-05", "web-d12-08"]
+
+
+def test_lost_addresses_refusals_hooks_and_reload_cells():
+    rows = by_host(toa_report.toa_report_rows(fleet()))
+    losing = rows["web-d12-06"]
+    assert (losing["lost"], losing["lost_detail"]) == ("yes", "missed_syn_recv_v4=3")
+    assert (losing["missed"], losing["missed_detail"]) == ("3", "syn_recv_v4=3")
+    # toa.ko 1.0 prints no global_* counters, no new refusals and no hook class
+    assert rows["web-d12-01"]["lost"] == "no"
+    assert rows["web-d12-01"]["lost_detail"] == "7 not printed by this module"
+    assert (rows["web-d12-01"]["refused"], rows["web-d12-01"]["hooks"]) == ("-", "-")
+    current = rows["web-d12-08"]
+    assert (current["lost"], current["lost_detail"]) == ("no", "")
+    assert current["refused"] == "multiple=2 syn_mismatch=0 fastopen_without_toa=1"
+    assert current["hooks"] == "ftrace"
+    assert current["reload"] == "no"
+    assert rows["web-d12-07"]["reload"] == "pending (loaded 0123ABCD, installed 4567EF01)"
+    # no counters at all (the vendor's module) is unknown, not "no"
+    assert [rows["web-c7-01"][key] for key in ("lost", "refused", "hooks", "reload")] == ["-"] * 4
+    text = toa_report.toa_report_markdown(toa_report.toa_report_rows(fleet()))
+    assert "| yes (missed_syn_recv_v4=3) |" in text
 
 def test_working_module_host_row():
     row = by_host(toa_report.toa_report_rows(fleet()))["web-d12-01"]
@@ -133,7 +181,7 @@ def test_working_module_host_row():
     assert row["probe"] == "rewritten (203.0.113.7:4242)"
     assert row["probe_peer"] == "203.0.113.7:4242"
     assert [row[k] for k in toa_report.COUNTERS] == ["1502", "17", "1", "4410", "12"]
-    assert (row["missed"], row["missed_detail"]) == ("3", "syn_recv_v4=3")
+    assert (row["missed"], row["missed_detail"]) == ("0", "")
 
 
 def test_vendor_kernel_host_row():
@@ -178,7 +226,8 @@ def test_route_error_is_shown():
 def test_summary_line():
     rows = toa_report.toa_report_rows(fleet(), ["lost-01"])
     assert toa_report.toa_report_summary(rows) == (
-        "10 hosts: 2 TOA working, 1 loaded but probe failed, 2 loaded but probe error, "
+        "13 hosts: 3 TOA working, 1 TOA working but losing client addresses, "
+        "1 TOA working, reload pending, 1 loaded but probe failed, 2 loaded but probe error, "
         "1 loaded, not probed, 1 installed but not loaded, 1 not installed, 2 unreachable or facts failed")
     twelve = ([{"host": "w%02d" % i, "facts": facts(), "probe": probe("rewritten")} for i in range(10)]
               + [{"host": "f", "facts": facts(), "probe": probe("unrewritten")},
@@ -219,7 +268,10 @@ def test_csv_round_trips():
     first = by_host(parsed)["web-d12-01"]
     assert first["status"] == "working"
     assert first["accepted"] == "1502"
-    assert first["missed_detail"] == "syn_recv_v4=3"
+    losing = by_host(parsed)["web-d12-06"]
+    assert losing["status"] == "losing"
+    assert losing["missed_detail"] == "syn_recv_v4=3"
+    assert (losing["lost"], losing["lost_detail"]) == ("yes", "missed_syn_recv_v4=3")
 
 
 def test_csv_defuses_spreadsheet_formulas():

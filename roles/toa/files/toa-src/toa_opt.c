@@ -5,9 +5,15 @@
  * Kind AND length identify TOA: kind 254 is also used by experimental TCP
  * Fast Open (magic 0xF989), and 253/254 are shared experimental kinds, so a
  * kind alone proves nothing.  Any structural error in the option area (bad
- * length byte, truncation) makes the whole segment untrusted: a parser that skips garbage and keeps going
- * could be steered by crafted bytes into reading a TOA the sender never
- * meant to send.
+ * length byte, truncation) makes the whole segment untrusted: a parser
+ * that skips garbage and keeps going could be steered by crafted bytes into
+ * reading a TOA the sender never meant to send.
+ *
+ * A proxy appends exactly one TOA.  A segment with two cannot tell us which
+ * is the proxy's: a client that reaches the proxy may have put its own in
+ * front of it.  Honouring the first (or the last) would let that client
+ * choose its address, so a second TOA makes the segment TOA_PARSE_MULTIPLE
+ * and none is used.
  */
 #ifdef __KERNEL__
 #include <linux/string.h>
@@ -100,11 +106,10 @@ enum toa_parse_res toa_parse_options(const u8 *opt, unsigned int len,
 
 		switch (toa_check_one(opt, olen, k4, k6, &cand)) {
 		case TOA_PARSE_FOUND:
-			/* First one wins; later ones are only walked over. */
-			if (res == TOA_PARSE_NONE) {
-				*out = cand;
-				res = TOA_PARSE_FOUND;
-			}
+			if (res == TOA_PARSE_FOUND)
+				return TOA_PARSE_MULTIPLE;
+			*out = cand;
+			res = TOA_PARSE_FOUND;
 			break;
 		case TOA_PARSE_MALFORMED:
 			return TOA_PARSE_MALFORMED;

@@ -52,8 +52,9 @@ static inline void toa_kind_set(struct toa_kinds *k, unsigned int kind)
 
 enum toa_parse_res {
 	TOA_PARSE_NONE = 0,	/* no TOA option in this segment */
-	TOA_PARSE_FOUND,	/* *out holds the first valid TOA */
+	TOA_PARSE_FOUND,	/* *out holds the one valid TOA */
 	TOA_PARSE_MALFORMED,	/* option area or a TOA candidate is broken */
+	TOA_PARSE_MULTIPLE,	/* more than one TOA: none can be trusted */
 };
 
 enum toa_parse_res toa_parse_options(const u8 *opt, unsigned int len,

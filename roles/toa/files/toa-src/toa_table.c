@@ -10,16 +10,28 @@
  * connection's 4-tuple so a reader can prove the socket is still the one
  * the entry was made for.
  *
- * SYN stash: TOA seen in a SYN, keyed by the 4-tuple, until the socket is
- * created from the final ACK or the entry expires.
+ * A server behind a proxy has an entry for nearly every connection, so the
+ * table has no cap of its own: it is sized at load like the kernel's TCP
+ * established hash (one bucket per 128 KiB of memory, the same rule), so it
+ * stays as flat as the table the kernel looks those sockets up in.  The
+ * only limits are the per-namespace quotas (max_entries for the initial
+ * namespace, none by default; netns_max_entries for the others) and memory;
+ * hitting either is counted, logged and fails the role's verification.
  *
- * Both are RCU hash tables: readers take no lock; writers take one of a
- * small array of spinlocks with interrupts disabled, because kprobe
- * handlers may run with interrupts off.  Entries are freed by call_rcu.
- * Both tables are bounded by max_entries.
+ * SYN stash: TOA seen in a SYN, keyed by namespace and 4-tuple, until the
+ * socket is created from the final ACK or the entry expires.
+ *
+ * Both are RCU hash tables: readers take no lock; writers take one of an
+ * array of spinlocks with interrupts disabled, because kprobe handlers may
+ * run with interrupts off.  Entries are freed by call_rcu.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/kernel.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/mm.h>
+#include <linux/log2.h>
 #include <linux/spinlock.h>
 #include <linux/hash.h>
 #include <linux/jhash.h>
@@ -27,12 +39,13 @@
 #include <linux/jiffies.h>
 #include <linux/workqueue.h>
 #include <linux/rculist.h>
+#include <linux/ratelimit.h>
 #include <net/ipv6.h>
 #include "toa.h"
 
-#define TOA_SK_BITS	12
-#define TOA_SYN_BITS	10
-#define TOA_LOCK_BITS	8
+#define TOA_LOCK_BITS	10
+#define TOA_MIN_BITS	12
+#define TOA_MAX_BITS	24
 #define TOA_SYN_TTL	(75 * HZ)	/* outlives SYN-ACK retransmits */
 #define TOA_SYN_GC	(5 * HZ)
 
@@ -40,6 +53,7 @@ struct toa_sk_entry {
 	struct hlist_node node;
 	struct rcu_head rcu;
 	const struct sock *sk;
+	struct toa_net *tn;
 	struct toa_tuple tuple;
 	struct toa_addr addr;
 };
@@ -48,16 +62,19 @@ struct toa_syn_entry {
 	struct hlist_node node;
 	struct rcu_head rcu;
 	unsigned long expires;
+	struct toa_net *tn;
 	struct toa_tuple tuple;
 	struct toa_addr addr;
 };
 
-static struct hlist_head toa_sk_tab[1 << TOA_SK_BITS];
-static struct hlist_head toa_syn_tab[1 << TOA_SYN_BITS];
+static struct hlist_head *toa_sk_tab;
+static struct hlist_head *toa_syn_tab;
+static unsigned int toa_sk_bits, toa_syn_bits;
 static spinlock_t toa_sk_locks[1 << TOA_LOCK_BITS];
 static spinlock_t toa_syn_locks[1 << TOA_LOCK_BITS];
 static atomic_t toa_sk_count = ATOMIC_INIT(0);
 static atomic_t toa_syn_count = ATOMIC_INIT(0);
+static struct kmem_cache *toa_sk_cache;
 static u32 toa_syn_seed;
 
 static void toa_syn_gc_work(struct work_struct *work);
@@ -73,14 +90,35 @@ unsigned int toa_syn_live(void)
 	return atomic_read(&toa_syn_count);
 }
 
-/* Reserve one slot of the max_entries budget; false when full. */
-static bool toa_reserve(atomic_t *count)
+unsigned int toa_table_buckets(void)
 {
-	if (atomic_inc_return(count) > READ_ONCE(toa_max_entries)) {
+	return 1U << toa_sk_bits;
+}
+
+/* Take one slot of @tn's quota in @count; false when it is used up. */
+static bool toa_reserve(struct toa_net *tn, atomic_t *count)
+{
+	unsigned int limit = toa_net_limit(tn);
+
+	if (!limit) {
+		atomic_inc(count);
+		return true;
+	}
+	if (atomic_inc_return(count) > limit) {
 		atomic_dec(count);
 		return false;
 	}
 	return true;
+}
+
+static void toa_nomem(struct toa_net *tn)
+{
+	static DEFINE_RATELIMIT_STATE(rs, 5 * HZ, 1);
+
+	toa_stat_inc(tn, TOA_STAT_ENTRIES_NOMEM);
+	toa_gstat_inc(TOA_GSTAT_NOMEM);
+	if (__ratelimit(&rs))
+		pr_warn("out of memory for TOA data: new connections show the proxy's address\n");
 }
 
 /* ------------------------------------------------------------------------
@@ -88,7 +126,7 @@ static bool toa_reserve(atomic_t *count)
  */
 static u32 toa_sk_hash(const struct sock *sk)
 {
-	return hash_ptr((void *)sk, TOA_SK_BITS);
+	return hash_ptr((void *)sk, toa_sk_bits);
 }
 
 static spinlock_t *toa_sk_lock(u32 h)
@@ -98,15 +136,17 @@ static spinlock_t *toa_sk_lock(u32 h)
 
 static void toa_sk_free_rcu(struct rcu_head *head)
 {
-	kfree(container_of(head, struct toa_sk_entry, rcu));
-	toa_stat_inc(TOA_STAT_ENTRIES_FREE);
+	kmem_cache_free(toa_sk_cache,
+			container_of(head, struct toa_sk_entry, rcu));
 }
 
 /* Unlink @e; caller holds its bucket lock. */
 static void toa_sk_unlink(struct toa_sk_entry *e)
 {
 	hlist_del_rcu(&e->node);
+	atomic_dec(&e->tn->sk_live);
 	atomic_dec(&toa_sk_count);
+	toa_stat_inc(e->tn, TOA_STAT_ENTRIES_FREE);
 	call_rcu(&e->rcu, toa_sk_free_rcu);
 }
 
@@ -126,31 +166,35 @@ static bool toa_sk_unlink_sk(u32 h, const struct sock *sk)
 	return found;
 }
 
-int toa_sk_store(const struct sock *sk, const struct toa_tuple *t,
-		 const struct toa_addr *a)
+int toa_sk_store(struct toa_net *tn, const struct sock *sk,
+		 const struct toa_tuple *t, const struct toa_addr *a)
 {
 	u32 h = toa_sk_hash(sk);
 	struct toa_sk_entry *e;
 	unsigned long flags;
 
-	if (!toa_reserve(&toa_sk_count)) {
-		toa_stat_inc(TOA_STAT_ENTRIES_DROPPED_FULL);
+	if (!toa_reserve(tn, &tn->sk_live)) {
+		toa_stat_inc(tn, TOA_STAT_ENTRIES_DROPPED_FULL);
+		toa_gstat_inc(TOA_GSTAT_DROPPED_FULL);
+		toa_limit_hit(tn, "entries");
 		return -ENOSPC;
 	}
-	e = kmalloc(sizeof(*e), GFP_ATOMIC);
+	e = kmem_cache_alloc(toa_sk_cache, GFP_ATOMIC | __GFP_NOWARN);
 	if (!e) {
-		atomic_dec(&toa_sk_count);
-		toa_stat_inc(TOA_STAT_ENTRIES_NOMEM);
+		atomic_dec(&tn->sk_live);
+		toa_nomem(tn);
 		return -ENOMEM;
 	}
 	e->sk = sk;
+	e->tn = tn;
 	e->tuple = *t;
 	e->addr = *a;
-	toa_stat_inc(TOA_STAT_ENTRIES_ALLOC);
+	toa_stat_inc(tn, TOA_STAT_ENTRIES_ALLOC);
 
 	spin_lock_irqsave(toa_sk_lock(h), flags);
 	if (toa_sk_unlink_sk(h, sk))
-		toa_stat_inc(TOA_STAT_ENTRIES_REPLACED);
+		toa_stat_inc(tn, TOA_STAT_ENTRIES_REPLACED);
+	atomic_inc(&toa_sk_count);
 	hlist_add_head_rcu(&e->node, &toa_sk_tab[h]);
 	spin_unlock_irqrestore(toa_sk_lock(h), flags);
 	return 0;
@@ -201,7 +245,7 @@ void toa_sk_forget(const struct sock *sk)
 static u32 toa_syn_hash(const struct toa_tuple *t)
 {
 	return jhash2((const u32 *)t, sizeof(*t) / sizeof(u32),
-		      toa_syn_seed) >> (32 - TOA_SYN_BITS);
+		      toa_syn_seed) >> (32 - toa_syn_bits);
 }
 
 static spinlock_t *toa_syn_lock(u32 h)
@@ -212,13 +256,14 @@ static spinlock_t *toa_syn_lock(u32 h)
 static void toa_syn_free_rcu(struct rcu_head *head)
 {
 	kfree(container_of(head, struct toa_syn_entry, rcu));
-	toa_stat_inc(TOA_STAT_SYN_STASH_FREE);
 }
 
 static void toa_syn_unlink(struct toa_syn_entry *e)
 {
 	hlist_del_rcu(&e->node);
+	atomic_dec(&e->tn->syn_live);
 	atomic_dec(&toa_syn_count);
+	toa_stat_inc(e->tn, TOA_STAT_SYN_STASH_FREE);
 	call_rcu(&e->rcu, toa_syn_free_rcu);
 }
 
@@ -232,31 +277,36 @@ static struct toa_syn_entry *toa_syn_find(u32 h, const struct toa_tuple *t)
 	return NULL;
 }
 
-int toa_syn_stash(const struct toa_tuple *t, const struct toa_addr *a)
+int toa_syn_stash(struct toa_net *tn, const struct toa_tuple *t,
+		  const struct toa_addr *a)
 {
 	u32 h = toa_syn_hash(t);
 	struct toa_syn_entry *e, *old;
 	unsigned long flags;
 
-	if (!toa_reserve(&toa_syn_count)) {
-		toa_stat_inc(TOA_STAT_SYN_STASH_DROPPED_FULL);
+	if (!toa_reserve(tn, &tn->syn_live)) {
+		toa_stat_inc(tn, TOA_STAT_SYN_STASH_DROPPED_FULL);
+		toa_gstat_inc(TOA_GSTAT_SYN_DROPPED_FULL);
+		toa_limit_hit(tn, "SYN stash");
 		return -ENOSPC;
 	}
-	e = kmalloc(sizeof(*e), GFP_ATOMIC);
+	e = kmalloc(sizeof(*e), GFP_ATOMIC | __GFP_NOWARN);
 	if (!e) {
-		atomic_dec(&toa_syn_count);
-		toa_stat_inc(TOA_STAT_ENTRIES_NOMEM);
+		atomic_dec(&tn->syn_live);
+		toa_nomem(tn);
 		return -ENOMEM;
 	}
+	e->tn = tn;
 	e->tuple = *t;
 	e->addr = *a;
 	e->expires = jiffies + TOA_SYN_TTL;
-	toa_stat_inc(TOA_STAT_SYN_STASHED);
+	toa_stat_inc(tn, TOA_STAT_SYN_STASHED);
 
 	spin_lock_irqsave(toa_syn_lock(h), flags);
 	old = toa_syn_find(h, t);	/* a repeated SYN replaces the old one */
 	if (old)
 		toa_syn_unlink(old);
+	atomic_inc(&toa_syn_count);
 	hlist_add_head_rcu(&e->node, &toa_syn_tab[h]);
 	spin_unlock_irqrestore(toa_syn_lock(h), flags);
 
@@ -282,31 +332,31 @@ bool toa_syn_take(const struct toa_tuple *t, struct toa_addr *a)
 		if (a && time_before(jiffies, e->expires)) {
 			*a = e->addr;
 			found = true;
+			toa_stat_inc(e->tn, TOA_STAT_SYN_STASH_USED);
 		}
 		toa_syn_unlink(e);
 	}
 	spin_unlock_irqrestore(toa_syn_lock(h), flags);
-	if (found)
-		toa_stat_inc(TOA_STAT_SYN_STASH_USED);
 	return found;
 }
 
-/* Drop expired stash entries (all of them when @all). */
-static void toa_syn_sweep(bool all)
+/* Drop stash entries: expired ones, or all of @net's. */
+static void toa_syn_sweep(u64 net)
 {
 	struct toa_syn_entry *e;
 	struct hlist_node *tmp;
 	unsigned long flags;
 	u32 h;
 
-	for (h = 0; h < ARRAY_SIZE(toa_syn_tab); h++) {
+	for (h = 0; h < (1U << toa_syn_bits); h++) {
 		if (hlist_empty(&toa_syn_tab[h]))
 			continue;
 		spin_lock_irqsave(toa_syn_lock(h), flags);
 		hlist_for_each_entry_safe(e, tmp, &toa_syn_tab[h], node) {
-			if (all || time_after_eq(jiffies, e->expires)) {
-				if (!all)
-					toa_stat_inc(TOA_STAT_SYN_STASH_EXPIRED);
+			if (net && e->tuple.net == net) {
+				toa_syn_unlink(e);
+			} else if (!net && time_after_eq(jiffies, e->expires)) {
+				toa_stat_inc(e->tn, TOA_STAT_SYN_STASH_EXPIRED);
 				toa_syn_unlink(e);
 			}
 		}
@@ -316,7 +366,7 @@ static void toa_syn_sweep(bool all)
 
 static void toa_syn_gc_work(struct work_struct *work)
 {
-	toa_syn_sweep(false);
+	toa_syn_sweep(0);
 	if (atomic_read(&toa_syn_count))
 		schedule_delayed_work(&toa_syn_gc, TOA_SYN_GC);
 }
@@ -324,13 +374,101 @@ static void toa_syn_gc_work(struct work_struct *work)
 /* ------------------------------------------------------------------------
  * Setup and teardown
  */
-int toa_table_init(void)
+
+/*
+ * Unlink socket entries: all of @tn's, or every one when @tn is NULL (at
+ * exit, where none should be left: namespaces' exits took theirs).
+ */
+static void toa_sk_sweep(const struct toa_net *tn)
+{
+	struct toa_sk_entry *e;
+	struct hlist_node *tmp;
+	unsigned long flags;
+	u32 h;
+
+	for (h = 0; h < (1U << toa_sk_bits); h++) {
+		if (hlist_empty(&toa_sk_tab[h]))
+			continue;
+		spin_lock_irqsave(toa_sk_lock(h), flags);
+		hlist_for_each_entry_safe(e, tmp, &toa_sk_tab[h], node) {
+			if (tn && e->tn != tn)
+				continue;
+			if (WARN_ON_ONCE(!tn)) {
+				/* Its toa_net is gone: free it, count nothing. */
+				hlist_del_rcu(&e->node);
+				atomic_dec(&toa_sk_count);
+				call_rcu(&e->rcu, toa_sk_free_rcu);
+				continue;
+			}
+			toa_sk_unlink(e);
+		}
+		spin_unlock_irqrestore(toa_sk_lock(h), flags);
+		cond_resched();
+	}
+}
+
+/*
+ * A namespace goes away: its sockets are normally gone already (they hold
+ * a reference on it), but kernel sockets do not, and stash entries never
+ * do.  Nothing of it may outlive its toa_net.
+ */
+void toa_table_net_exit(struct toa_net *tn, const struct net *net)
+{
+	if (atomic_read(&tn->syn_live))
+		toa_syn_sweep((unsigned long)net);
+	if (atomic_read(&tn->sk_live))
+		toa_sk_sweep(tn);
+}
+
+/*
+ * A constructor keeps the cache from being merged with other caches of its
+ * size: /proc/slabinfo then shows toa_sk_entry with exactly our objects, and
+ * kmem_cache_destroy() reports any object left behind at unload.
+ */
+static void toa_sk_entry_ctor(void *p)
+{
+	struct toa_sk_entry *e = p;
+
+	INIT_HLIST_NODE(&e->node);
+}
+
+/* Bits for @buckets, or from memory: one bucket per 128 KiB, as TCP does. */
+static unsigned int toa_table_bits(unsigned int buckets)
+{
+	struct sysinfo si;
+	u64 mem;
+
+	if (!buckets) {
+		si_meminfo(&si);
+		mem = (u64)si.totalram * si.mem_unit;
+		buckets = (unsigned int)min_t(u64, mem >> 17, 1U << TOA_MAX_BITS);
+	}
+	buckets = clamp_t(unsigned int, buckets, 1U << TOA_MIN_BITS,
+			  1U << TOA_MAX_BITS);
+	return ilog2(roundup_pow_of_two(buckets));
+}
+
+int toa_table_init(unsigned int buckets)
 {
 	unsigned int i;
 
-	for (i = 0; i < ARRAY_SIZE(toa_sk_tab); i++)
+	toa_sk_bits = toa_table_bits(buckets);
+	toa_syn_bits = max_t(unsigned int, toa_sk_bits - 4, 10);
+	toa_sk_tab = vmalloc(sizeof(*toa_sk_tab) << toa_sk_bits);
+	toa_syn_tab = vmalloc(sizeof(*toa_syn_tab) << toa_syn_bits);
+	toa_sk_cache = kmem_cache_create("toa_sk_entry",
+					 sizeof(struct toa_sk_entry), 0, 0,
+					 toa_sk_entry_ctor);
+	if (!toa_sk_tab || !toa_syn_tab || !toa_sk_cache) {
+		vfree(toa_sk_tab);
+		vfree(toa_syn_tab);
+		if (toa_sk_cache)
+			kmem_cache_destroy(toa_sk_cache);
+		return -ENOMEM;
+	}
+	for (i = 0; i < (1U << toa_sk_bits); i++)
 		INIT_HLIST_HEAD(&toa_sk_tab[i]);
-	for (i = 0; i < ARRAY_SIZE(toa_syn_tab); i++)
+	for (i = 0; i < (1U << toa_syn_bits); i++)
 		INIT_HLIST_HEAD(&toa_syn_tab[i]);
 	for (i = 0; i < ARRAY_SIZE(toa_sk_locks); i++) {
 		spin_lock_init(&toa_sk_locks[i]);
@@ -341,30 +479,19 @@ int toa_table_init(void)
 }
 
 /*
- * Empty both tables.  Only called once every probe is unregistered, so
- * nothing can add entries any more; the stash timer is stopped first
- * because it re-arms itself.
+ * Called once every hook is gone and every namespace's exit has run, so
+ * nothing can add entries any more (the sweep is a safety net); the stash
+ * timer is stopped first because it re-arms itself.  rcu_barrier() waits
+ * for every call_rcu() callback: they live in this module's text.
  */
-void toa_table_flush(void)
-{
-	struct toa_sk_entry *e;
-	struct hlist_node *tmp;
-	unsigned long flags;
-	u32 h;
-
-	cancel_delayed_work_sync(&toa_syn_gc);
-	toa_syn_sweep(true);
-	for (h = 0; h < ARRAY_SIZE(toa_sk_tab); h++) {
-		spin_lock_irqsave(toa_sk_lock(h), flags);
-		hlist_for_each_entry_safe(e, tmp, &toa_sk_tab[h], node)
-			toa_sk_unlink(e);
-		spin_unlock_irqrestore(toa_sk_lock(h), flags);
-	}
-}
-
-/* Wait for every call_rcu() callback: they live in this module's text. */
 void toa_table_exit(void)
 {
-	toa_table_flush();
+	cancel_delayed_work_sync(&toa_syn_gc);
+	if (atomic_read(&toa_sk_count))
+		toa_sk_sweep(NULL);
+	WARN_ON_ONCE(atomic_read(&toa_syn_count));
 	rcu_barrier();
+	kmem_cache_destroy(toa_sk_cache);
+	vfree(toa_sk_tab);
+	vfree(toa_syn_tab);
 }
