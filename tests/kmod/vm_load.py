@@ -175,6 +175,13 @@ class Run:
         return read_stats(INIT_STATS), [read_stats('/proc/%d/net/toa_stats' % p.pid)
                                         for p in self.pumps]
 
+    def summed(self, *names):
+        """Per-namespace counters summed over the initial and every flow
+        namespace (the old module's one file already counts them all)."""
+        init, per_ns = self.all_stats()
+        files = [init] + [st for st in per_ns if st is not None]
+        return {k: sum(st.get(k, 0) for st in files) for k in names}
+
     def check_lost(self, label):
         init, per_ns = self.all_stats()
         bad = {'init': lost_counters(init)}
@@ -285,12 +292,13 @@ class Run:
     # ---- phases
     def churn(self):
         a = self.a
-        s0 = read_stats(INIT_STATS)
+        names = ('options_seen', 'accepted', 'getname_rewrites')
+        s0 = self.summed(*names)
         t0 = time.time()
         t = total(each(self.pumps, None, a.cmd_timeout,
                        per=lambda i: 'run %d' % split(a.handshakes, a.flows)[i]))
         dt = time.time() - t0
-        s1 = read_stats(INIT_STATS)
+        s1 = self.summed(*names)
         self.rates.append(('churn', t['n'], dt))
         print('MEASURE churn: %d TOA handshakes over %d flows in %.1f s: %.0f handshakes/s '
               '(accepted, checked, closed); options_seen +%d, accepted +%d, '
