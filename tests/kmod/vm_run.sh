@@ -3,6 +3,9 @@
 #   tests/kmod/vm_run.sh NAME [vm_toa_test.py args...]
 #   tests/kmod/vm_run.sh NAME --abuse [vm_abuse.py args...]   (fuzz, spoofing,
 #                                      unload under load; see vm_abuse.py)
+#   tests/kmod/vm_run.sh NAME --load [vm_load.py args...]     (1,000,000 TOA
+#                                      handshakes, 200,000 held, rmmod under
+#                                      load; see vm_load.py and docs/load-test.md)
 # Installs the guest kernel's headers and a compiler in the guest, copies the
 # module source and the functional test, builds with warnings shown, runs
 # vm_toa_test.py.  Exit status is the test's.
@@ -19,6 +22,8 @@ tar -C "$root/roles/toa/files" -czf /tmp/toa-src.$$.tgz toa-src
 vm copy-to "$name" /tmp/toa-src.$$.tgz /root/toa-src.tgz
 vm copy-to "$name" "$here/vm_toa_test.py" /root/vm_toa_test.py
 vm copy-to "$name" "$here/vm_abuse.py" /root/vm_abuse.py
+vm copy-to "$name" "$here/vm_load.py" /root/vm_load.py
+vm copy-to "$name" "$here/toa_load_pump.c" /root/toa_load_pump.c
 rm -f /tmp/toa-src.$$.tgz
 vm ssh "$name" -- 'set -e
 export DEBIAN_FRONTEND=noninteractive
@@ -36,6 +41,11 @@ test=vm_toa_test.py
 if [ "${1:-}" = --abuse ]; then
 	test=vm_abuse.py
 	shift
+elif [ "${1:-}" = --load ]; then
+	test=vm_load.py
+	shift
+	echo "vm_run.sh: module source of commit $(git -C "$root" log -1 --format=%h -- roles/toa/files/toa-src)" \
+		"$(git -C "$root" status --porcelain -- roles/toa/files/toa-src | grep -q . && echo '(with uncommitted changes)')"
 fi
 # A kernel report (oops, lockup, RCU stall) may leave the guest unable to
 # answer over SSH: the test gets a deadline, and a failure shows the end of
