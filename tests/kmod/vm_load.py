@@ -510,6 +510,10 @@ def main():
     a = ap.parse_args()
     if a.rmmod_hold is None:
         a.rmmod_hold = a.hold
+    # a flow's proxy 4-tuples repeat after 2**22 handshakes (128 addresses x
+    # 32768 ports): stay below, so no handshake meets a socket still open
+    if (a.handshakes + a.hold + a.rmmod_hold) // a.flows + a.hammer + 100000 >= 1 << 22:
+        ap.error('more than about 4 million handshakes per flow: use more --flows')
     return Run(a).main()
 
 
