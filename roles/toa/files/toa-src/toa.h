@@ -14,7 +14,7 @@
 #include <linux/rcupdate.h>
 #include "toa_opt.h"
 
-#define TOA_VERSION	"2.0.0"	/* must match VERSION and dkms.conf */
+#define TOA_VERSION	"2.0.1"	/* must match VERSION and dkms.conf */
 
 #ifndef READ_ONCE	/* < 3.19; RHEL 7 backports it, plain 3.10 does not */
 #define READ_ONCE(x)	ACCESS_ONCE(x)
