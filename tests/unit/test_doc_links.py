@@ -4,7 +4,8 @@ Every relative Markdown link must name an existing file, and a link with a
 #fragment must name a heading of its target (GitHub's anchors: lower case,
 punctuation dropped, spaces as hyphens).  Every docs/*.md named in the
 README, the docs or the scripts must exist, and the README must link every
-docs page: it is the front page, a page it does not name is not found.
+docs page: it is the front page, a page it does not name is not found.  docs/layout.md must name
+every file of the folders it maps.
 """
 
 import glob
@@ -87,3 +88,25 @@ def test_the_readme_stays_a_front_page():
     commands = re.search(r"```sh\n(.*?)```", readme, re.S).group(1).splitlines()
     assert [line.split()[0] for line in commands] == ["scripts/demo.sh", "scripts/test.sh"]
     assert readme.index("scripts/demo.sh") < readme.index("\n## ")
+
+
+# The directories whose every file docs/layout.md names (by path or by name
+# within its row), so a file added, moved or renamed without redrawing the
+# layout fails here.
+LAYOUT_DIRS = ["library", "module_utils", "filter_plugins", "scripts", "playbooks", "bench",
+               "tests/host", "tests/kmod", "inventories/local", "docs"]
+
+
+def test_layout_names_every_file():
+    layout = read(os.path.join("docs", "layout.md"))
+    missing = []
+    for folder in LAYOUT_DIRS:
+        for path in sorted(glob.glob(os.path.join(ROOT, folder, "*"))):
+            name = os.path.basename(path)
+            if not os.path.isfile(path) or name.startswith((".", "_")) or name.endswith(".pyc"):
+                continue
+            if folder == "docs" and name == "layout.md":
+                continue
+            if name not in layout:
+                missing.append(os.path.join(folder, name))
+    assert missing == [], "docs/layout.md does not name: %s" % ", ".join(missing)
