@@ -27,9 +27,14 @@ vm copy-to "$name" "$here/toa_load_pump.c" /root/toa_load_pump.c
 rm -f /tmp/toa-src.$$.tgz
 vm ssh "$name" -- 'set -e
 export DEBIAN_FRONTEND=noninteractive
-if [ ! -e /lib/modules/$(uname -r)/build/Makefile ] || ! command -v gcc >/dev/null; then
+# headers of the running kernel from the archive unless installed already (a
+# kernel of our own, such as the one of vm_debug.sh, brings its own package)
+pkgs=
+[ -e /lib/modules/$(uname -r)/build/Makefile ] || pkgs="linux-headers-$(uname -r)"
+command -v gcc >/dev/null || pkgs="$pkgs gcc make libc6-dev"
+if [ -n "$pkgs" ]; then
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "linux-headers-$(uname -r)" gcc make libc6-dev >/tmp/apt.log 2>&1 ||
+	apt-get install -y -qq --no-install-recommends $pkgs >/tmp/apt.log 2>&1 ||
 		{ tail -20 /tmp/apt.log; exit 1; }
 fi
 rm -rf /root/toa-src && tar -C /root -xzf /root/toa-src.tgz
