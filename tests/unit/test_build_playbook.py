@@ -60,7 +60,7 @@ def inventory_vars():
 
 
 def test_the_test_bed_inventory_sets_them_and_the_check_passes():
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    sys.path.insert(0, os.path.join(ROOT, "testbed"))
     import toavm
     found = inventory_vars()
     assert found == {"toa_build_cache": "/var/tmp/toa-cache-test",

@@ -21,7 +21,7 @@ from molecule import util as molecule_util
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE = os.path.join(ROOT, ".config", "molecule", "config.yml")
 
-_spec = importlib.util.spec_from_file_location("toavm", os.path.join(ROOT, "scripts", "toavm.py"))
+_spec = importlib.util.spec_from_file_location("toavm", os.path.join(ROOT, "testbed", "toavm.py"))
 toavm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(toavm)
 

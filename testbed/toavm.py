@@ -198,7 +198,7 @@ def _configure_rootfs(root, guest, r, pubkey):
           'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n')
     write(root + "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
     # Inside the guest, the only way out is the host's caching proxy
-    # (scripts/aptcache.py, reached through a QEMU guestfwd).
+    # (testbed/aptcache.py, reached through a QEMU guestfwd).
     write(root + "/etc/apt/apt.conf.d/01toa-proxy", 'Acquire::http::Proxy "http://%s:%d/";\n' % GUEST_PROXY)
     chroot(root, "apt-get", "update", "-qq")
     pkgs = BASE_PACKAGES + r["kernel"] + r["extra"]
