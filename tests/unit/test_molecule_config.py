@@ -15,8 +15,15 @@ import os
 
 import pytest
 import yaml
-from molecule import config as molecule_config
-from molecule import util as molecule_util
+
+# Importing Molecule sets ANSIBLE_FORCE_COLOR in os.environ (molecule.console);
+# every later test that runs ansible-playbook would then read colored output.
+_ENVIRON = dict(os.environ)
+from molecule import config as molecule_config  # noqa: E402
+from molecule import util as molecule_util  # noqa: E402
+
+os.environ.clear()
+os.environ.update(_ENVIRON)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE = os.path.join(ROOT, ".config", "molecule", "config.yml")
@@ -49,6 +56,15 @@ EXPECTED = {
 def scenario_dirs():
     return sorted(os.path.basename(os.path.dirname(p))
                   for p in glob.glob(os.path.join(ROOT, "molecule", "*", "molecule.yml")))
+
+
+@pytest.fixture(autouse=True)
+def untouched_environ():
+    """Whatever Molecule's loader puts into os.environ stays in this module's tests."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
