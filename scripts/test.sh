@@ -6,9 +6,10 @@
 #   scripts/test.sh                 everything CI runs
 #   scripts/test.sh --no-vm         skip the VM scenarios (quick local loop)
 #   TOA_SCENARIOS="default ubuntu1604" scripts/test.sh   choose scenarios
-#   scripts/test.sh --all-guests    every guest scenario (long; see README)
+#   scripts/test.sh --all-guests    every guest scenario (long; see docs/testing.md)
 #   scripts/test.sh --kernel        also the kernel route (builds a TOA kernel
-#                                   once: ~70 min cold, cached after; see README)
+#                                   once: ~70 min cold, cached after; see
+#                                   docs/kernel-route.md)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -47,7 +48,7 @@ stage "lint: ruff"
 ruff check library module_utils filter_plugins tests scripts tools testbed inventories
 stage "lint: Python 2.7 compatibility of the target-side code (vermin)"
 vermin -q -t=2.7- -t=3.6- --no-tips --violations --eval-annotations library module_utils
-stage "docs: README role-variable table matches argument_specs"
+stage "docs: docs/variables.md and the README's most used variables match argument_specs"
 python3 scripts/gen_role_docs.py --check
 stage "syntax: every playbook"
 for pb in playbooks/*.yml; do
@@ -81,8 +82,8 @@ if [ "$vm" = 1 ]; then
 	bash tests/kmod/vm_run.sh molecule-kmod
 	# Shortened in CI (20,000 segments, 2 unload cycles: about 30 s). The full
 	# size (`vm_run.sh NAME --abuse`: 100,000 segments, 5 cycles, about 2 min
-	# idle) is run by hand, figures in the README: it passed 6 of 6 runs since
-	# the one unexplained stall (see README), but CI is not where to find out.
+	# idle) is run by hand, figures in docs/testing.md: it passed 6 of 6 runs
+	# since the one unexplained stall (see there), but CI is not where to find out.
 	# On a failure vm_run.sh prints the guest's kernel console.
 	bash tests/kmod/vm_run.sh molecule-kmod --abuse --seed 20261126 --segments 20000 --cycles 2
 	# Load test, shortened (30,000 TOA handshakes over 2 flows, 10,000 held

@@ -1,5 +1,6 @@
 """Checks on the toa role's data: the vendor catalogue, defaults against
-argument_specs, the source version, and the generated README table."""
+argument_specs, the source version, the generated table of docs/variables.md
+and the README's hand-picked variables."""
 
 import os
 import re
@@ -157,10 +158,51 @@ def test_route_task_file_for_every_route(options):
     assert set(options["toa_strategy"]["choices"]) == {"auto", "package", "module", "kernel"}
 
 
-def test_readme_role_variables_are_current():
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_role_docs.py"),
-                             "--check"], capture_output=True, text=True)
+GEN_ROLE_DOCS = os.path.join(ROOT, "scripts", "gen_role_docs.py")
+
+
+def gen_role_docs(*args):
+    return subprocess.run([sys.executable, GEN_ROLE_DOCS, "--check"] + list(args),
+                          capture_output=True, text=True)
+
+
+def test_variables_page_and_readme_picks_are_current():
+    result = gen_role_docs()
     assert result.returncode == 0, result.stderr
+    with open(os.path.join(ROOT, "docs", "variables.md")) as handle:
+        page = handle.read()
+    for name in load("meta", "argument_specs.yml")["argument_specs"]["main"]["options"]:
+        assert "| `%s` |" % name in page, name
+
+
+def test_a_stale_variables_page_is_caught(tmp_path):
+    with open(os.path.join(ROOT, "docs", "variables.md")) as handle:
+        page = handle.read()
+    stale = tmp_path / "variables.md"
+    stale.write_text(page.replace("| `toa_reboot_timeout` | int | `900` |",
+                                  "| `toa_reboot_timeout` | int | `600` |"))
+    result = gen_role_docs("--page", str(stale))
+    assert result.returncode == 1
+    assert "out of date" in result.stderr and "`900`" in result.stderr
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("| `toa_reboot` | `auto` |", "| `toa_reboot` | `never` |"),
+     "shows `never` as the default of `toa_reboot`; the role's is `auto`"),
+    (("| `toa_autoload` |", "| `toa_autoload_at_boot` |"),
+     "names `toa_autoload_at_boot`, which the role does not have"),
+    (("<!-- END MOST USED VARIABLES -->", "<!-- END -->"),
+     "lacks the BEGIN/END MOST USED VARIABLES markers"),
+])
+def test_a_wrong_readme_pick_is_caught(tmp_path, edit, message):
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        readme = handle.read()
+    assert edit[0] in readme
+    wrong = tmp_path / "README.md"
+    wrong.write_text(readme.replace(edit[0], edit[1]))
+    result = gen_role_docs("--readme", str(wrong))
+    assert result.returncode == 1
+    assert message in result.stderr, result.stderr
 
 
 # The role's catalogue through the route selection toa_facts runs (pure logic in

@@ -45,3 +45,9 @@ def test_icount_with_kvm_is_refused_before_anything_starts(monkeypatch):
 def test_every_interpreter_override_names_a_known_guest():
     assert set(toavm.INTERPRETERS) <= set(toavm.GUESTS)
     assert toavm.INTERPRETERS["ubuntu1604"] == "/usr/bin/python2.7"   # xenial's 3.5 is too old
+
+
+def test_vcpu_threads_are_named_after_the_guest():
+    # the starvation experiment (tests/kmod/vm_stall.sh) finds a vCPU thread by its name
+    cmd = toavm.qemu_cmd("/run/g", "/run/g/o.qcow2", 2222, "tcg", 1024, 2)
+    assert cmd[cmd.index("-name") + 1] == "g,debug-threads=on"
