@@ -3,7 +3,7 @@
 
   python3 bench/bench.py [--reps 3] [--guest debian12] [--only first,hook,scale]
 
-On fresh test-bed guests (scripts/toavm.py; a fresh guest is `down` + `up`, so
+On fresh test-bed guests (testbed/toavm.py; a fresh guest is `down` + `up`, so
 the base image's overlay is thrown away) it measures:
 
 first     the role's first converge (playbooks/site.yml, toa_strategy=module)
@@ -41,7 +41,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOAVM = os.path.join(ROOT, 'scripts', 'toavm.py')
+TOAVM = os.path.join(ROOT, 'testbed', 'toavm.py')
 BASELINE = os.path.join(ROOT, 'bench', 'baseline.sh')
 VM_TEST = os.path.join(ROOT, 'tests', 'kmod', 'vm_toa_test.py')
 SSH_ARGS = '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
@@ -311,7 +311,7 @@ class Bench:
         if args.use_running:
             path = os.path.join(args.cache, 'run', args.use_running, 'state.json')
             if not os.path.exists(path):
-                sys.exit('bench: no running guest %s (no %s): start it with scripts/toavm.py up'
+                sys.exit('bench: no running guest %s (no %s): start it with testbed/toavm.py up'
                          % (args.use_running, path))
             with open(path) as f:
                 self.state = json.load(f)

@@ -19,9 +19,9 @@ name="demo-$guest"
 bash scripts/setup.sh
 export PATH="$TOA_VENV/bin:$PATH"
 if [ "$keep" = 0 ]; then
-	trap 'python3 scripts/toavm.py down "$name" >/dev/null 2>&1 || true' EXIT INT TERM
+	trap 'python3 testbed/toavm.py down "$name" >/dev/null 2>&1 || true' EXIT INT TERM
 fi
-python3 scripts/toavm.py up "$name" --guest "$guest" >/dev/null
+python3 testbed/toavm.py up "$name" --guest "$guest" >/dev/null
 ansible-playbook -i inventories/local/toavm_guests.py playbooks/site.yml --limit "$name"
 echo
 echo "=== Proof: read-only verification, with a crafted TOA handshake on the guest"

@@ -3,7 +3,7 @@
 
 For each ansible-core (default: the current one in $TOA_VENV and 2.16 in
 $TOA_VENV_SANITY_LEGACY, which together cover Python 2.7 and 3.6 to 3.13) it
-builds the collection with scripts/build_collection.py, installs the tarball
+builds the collection with tools/build_collection.py, installs the tarball
 into $TOA_CACHE/sanity/<version>/ansible_collections/toa_fleet/toa (outside
 the git work tree: inside it ansible-test lists files with git, and finds
 none in an ignored directory) and runs
@@ -165,7 +165,7 @@ def run_ansible_test(venv, extra):
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([os.path.join(work, "pythons"), bin_dir, env.get("PATH", "")])
     env["ANSIBLE_COLLECTIONS_PATH"] = work     # ansible-galaxy install: no "not configured" warning
-    tarball = subprocess.run([os.path.join(bin_dir, "python"), os.path.join(ROOT, "scripts", "build_collection.py"),
+    tarball = subprocess.run([os.path.join(bin_dir, "python"), os.path.join(ROOT, "tools", "build_collection.py"),
                               "--out", work], check=True, env=env, stdout=subprocess.PIPE,
                              universal_newlines=True).stdout.strip().splitlines()[-1]
     subprocess.run([os.path.join(bin_dir, "ansible-galaxy"), "collection", "install", "--force",

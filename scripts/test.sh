@@ -36,7 +36,7 @@ stage() { printf '\n=== %s (%ss)\n' "$1" "$(( $(date +%s) - t_start ))"; }
 # Leave none of our guests behind, even when a stage fails or we are
 # interrupted; guests that others started (a demo, a developer's) stay.
 if [ "$vm" = 1 ]; then
-	cleanup() { python3 scripts/toavm.py down --prefix molecule- >/dev/null 2>&1 || true; }
+	cleanup() { python3 testbed/toavm.py down --prefix molecule- >/dev/null 2>&1 || true; }
 	trap cleanup EXIT INT TERM
 fi
 
@@ -45,7 +45,7 @@ yamllint -s .
 stage "lint: ansible-lint (production profile)"
 ansible-lint --offline -q
 stage "lint: ruff"
-ruff check library module_utils filter_plugins tests scripts inventories
+ruff check library module_utils filter_plugins tests scripts tools testbed inventories
 stage "lint: Python 2.7 compatibility of the target-side code (vermin)"
 vermin -q -t=2.7- -t=3.6- --no-tips --violations --eval-annotations library module_utils
 stage "docs: docs/variables.md and the README's most used variables match argument_specs"
@@ -78,7 +78,7 @@ if [ "$vm" = 1 ]; then
 	# abuse run (crafted segments, spoofing, rmmod under 2,000 held connections)
 	# and a shortened load test.
 	stage "kernel module in a Debian 12 guest: functional checks, abuse (seeded), load"
-	python3 scripts/toavm.py up molecule-kmod --guest debian12 >/dev/null
+	python3 testbed/toavm.py up molecule-kmod --guest debian12 >/dev/null
 	bash tests/kmod/vm_run.sh molecule-kmod
 	# Shortened in CI (20,000 segments, 2 unload cycles: about 30 s). The full
 	# size (`vm_run.sh NAME --abuse`: 100,000 segments, 5 cycles, about 2 min
@@ -91,7 +91,7 @@ if [ "$vm" = 1 ]; then
 	# The full size (1,000,000 / 200,000, a 4 GB guest) is a command in
 	# docs/load-test.md, with its figures.
 	bash tests/kmod/vm_run.sh molecule-kmod --load --handshakes 30000 --hold 10000 --rmmod-hold 5000 --flows 2
-	python3 scripts/toavm.py down molecule-kmod
+	python3 testbed/toavm.py down molecule-kmod
 
 	# The failures scenario runs all 16 bad-input cases (11 min on an idle
 	# machine); TOA_FAILURE_CASES="checksum,lockdown" picks a subset.

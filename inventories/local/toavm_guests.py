@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Dynamic inventory of the local test-bed guests started by scripts/toavm.py.
+"""Dynamic inventory of the local test-bed guests started by testbed/toavm.py.
 
 The embedded default inventory: every running guest under $TOA_CACHE/run
 becomes a host (named after the guest) in the groups `toa_servers` and
@@ -17,7 +17,7 @@ import sys
 CACHE = os.environ.get("TOA_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "toa-fleet")
 RUN = os.path.join(CACHE, "run")
-# scripts/toavm.py: the guests reach the host's package proxy (scripts/aptcache.py)
+# testbed/toavm.py: the guests reach the host's package proxy (testbed/aptcache.py)
 # at 10.0.2.100:3142, which serves $TOA_CACHE/mirror under /toa-mirror/.
 TESTBED_VARS = {
     "toa_build_cache": CACHE,

@@ -8,7 +8,7 @@ the directories the role writes, the dpkg package list and the loaded modules).
 
 (or TOA_FAILURE_CASES="converge,lockdown" molecule test -s failures: a subset).
 
-The guest is a scripts/toavm.py guest.  Cases run in order: checks on a fresh
+The guest is a testbed/toavm.py guest.  Cases run in order: checks on a fresh
 host first, then a converge (module route, with a DKMS signing key made in the
 guest), then the faults that need a built module, then kernel lockdown (which
 cannot be undone without a reboot).  Prints one line per case and a summary;
@@ -27,8 +27,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import toavm  # noqa: E402  (scripts/ is not a package)
+sys.path.insert(0, os.path.join(ROOT, "testbed"))
+import toavm  # noqa: E402  (testbed/ is not a package)
 
 SNAPSHOT_DIRS = "/boot /etc /lib/modules /usr/src /var/lib/dkms /var/cache/toa-fleet"
 SNAPSHOT = (

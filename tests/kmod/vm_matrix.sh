@@ -14,8 +14,8 @@ mkdir -p "$logdir"
 failed=0
 for g in "${guests[@]}"; do
 	name=kmatrix-$g
-	trap 'python3 "$root/scripts/toavm.py" down "$name" >/dev/null 2>&1' EXIT INT TERM
-	if ! python3 "$root/scripts/toavm.py" up "$name" --guest "$g" >/dev/null; then
+	trap 'python3 "$root/testbed/toavm.py" down "$name" >/dev/null 2>&1' EXIT INT TERM
+	if ! python3 "$root/testbed/toavm.py" up "$name" --guest "$g" >/dev/null; then
 		echo "FAIL $g: guest did not boot"; failed=1; continue
 	fi
 	if bash "$root/tests/kmod/vm_run.sh" "$name" >"$logdir/$g.log" 2>&1; then
@@ -23,6 +23,6 @@ for g in "${guests[@]}"; do
 	else
 		echo "FAIL $g: see $logdir/$g.log"; failed=1
 	fi
-	python3 "$root/scripts/toavm.py" down "$name" >/dev/null 2>&1
+	python3 "$root/testbed/toavm.py" down "$name" >/dev/null 2>&1
 done
 exit $failed

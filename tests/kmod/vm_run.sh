@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build and test toa.ko inside a running test guest (scripts/toavm.py):
+# Build and test toa.ko inside a running test guest (testbed/toavm.py):
 #   tests/kmod/vm_run.sh NAME [vm_toa_test.py args...]
 #   tests/kmod/vm_run.sh NAME --abuse [vm_abuse.py args...]   (fuzz, spoofing,
 #                                      unload under load; see vm_abuse.py)
@@ -16,7 +16,7 @@ root=$(cd "$here/../.." && pwd)
 . "$root/scripts/env.sh"   # TOA_CACHE, where toavm.py keeps each guest's console
 name=$1
 shift
-vm() { python3 "$root/scripts/toavm.py" "$@"; }
+vm() { python3 "$root/testbed/toavm.py" "$@"; }
 
 tar -C "$root/roles/toa/files" -czf /tmp/toa-src.$$.tgz toa-src
 vm copy-to "$name" /tmp/toa-src.$$.tgz /root/toa-src.tgz
@@ -58,7 +58,7 @@ fi
 # (TOA_KMOD_TIMEOUT seconds, 1800 by default).
 limit=${TOA_KMOD_TIMEOUT:-1800}
 rc=0
-timeout --kill-after=30 $((limit + 120)) python3 "$root/scripts/toavm.py" ssh "$name" -- \
+timeout --kill-after=30 $((limit + 120)) python3 "$root/testbed/toavm.py" ssh "$name" -- \
 	timeout --kill-after=30 "$limit" python3 "/root/$test" --ko /root/toa-src/toa.ko "$@" || rc=$?
 if [ "$rc" != 0 ]; then
 	console="$TOA_CACHE/run/$name/console.log"

@@ -27,7 +27,7 @@ root=$(cd "$here/../.." && pwd)
 name=${1:?usage: vm_stall.sh NAME [SECONDS [QUOTA_MS]]}
 seconds=${2:-60}
 quota_ms=${3:-0}
-vm() { python3 "$root/scripts/toavm.py" "$@"; }
+vm() { python3 "$root/testbed/toavm.py" "$@"; }
 say() { echo "vm_stall.sh: $*" >&2; }
 
 state=$TOA_CACHE/run/$name/state.json

@@ -2,7 +2,7 @@
 # Upgrades reach the kernel (issue 14, item 5), proven in a guest:
 #
 #   tests/kmod/vm_upgrade.sh NAME     (NAME: a running toavm guest, e.g.
-#                                      `scripts/toavm.py up up1 --guest debian12`)
+#                                      `testbed/toavm.py up up1 --guest debian12`)
 #
 # 1. converge the guest with the module route (site.yml);
 # 2. change the module's C source in a copy of the project (the working tree
@@ -38,7 +38,7 @@ play() {	# play DIR PLAYBOOK [args...]: run from DIR, log to $work/<n>.log
 }
 recap() { grep -E "^$name +:" "$work/last.log" | tail -1; }
 srcversions() {
-	python3 "$root/scripts/toavm.py" ssh "$name" -- \
+	python3 "$root/testbed/toavm.py" ssh "$name" -- \
 		'cat /sys/module/toa/srcversion; modinfo -F srcversion toa' | tr '\n' ' '
 }
 

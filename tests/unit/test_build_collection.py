@@ -1,4 +1,4 @@
-"""scripts/build_collection.py: the collection tree it lays out from the project's sources.
+"""tools/build_collection.py: the collection tree it lays out from the project's sources.
 
 The build itself and ansible-test sanity on it run in scripts/sanity.py (a stage
 of scripts/test.sh); these tests pin down the layout and the import rewrite.
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import build_collection  # noqa: E402
 

@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 from role_tasks import ROOT, find_task, render_all
 
@@ -60,7 +62,7 @@ def inventory_vars():
 
 
 def test_the_test_bed_inventory_sets_them_and_the_check_passes():
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    sys.path.insert(0, os.path.join(ROOT, "testbed"))
     import toavm
     found = inventory_vars()
     assert found == {"toa_build_cache": "/var/tmp/toa-cache-test",
@@ -74,3 +76,22 @@ def test_the_test_bed_inventory_sets_them_and_the_check_passes():
     assert render_all(task["ansible.builtin.assert"]["that"], play()["vars"], inventory_hostname="b",
                       toa_build_dir="/srv/k", toa_build_mirror_dir="/srv/m",
                       toa_build_mirror_url="https://m.example/")
+
+
+def debian12_host():
+    with open("/etc/os-release") as handle:
+        text = handle.read()
+    return 'ID=debian' in text and 'VERSION_ID="12"' in text
+
+
+@pytest.mark.skipif(not debian12_host(), reason="build.yml refuses a build host that is not Debian 12 first")
+def test_missing_build_packages_are_named_and_stop_the_build(tmp_path):
+    # dpkg is installed on any Debian host; the other name exists nowhere.
+    rc, out = run_build("-e", "toa_build_cache=%s" % tmp_path, "-e", "toa_build_mirror_url=http://m.example/",
+                        "-e", '{"toa_build_deps": ["dpkg", "toa-no-such-package"]}',
+                        "-e", "ansible_python_interpreter=%s" % sys.executable)
+    assert rc != 0
+    assert re.search(r"TASK \[Install the missing build packages\] \** skipping: \[localhost\]", out)
+    assert ("localhost lacks toa-no-such-package. Install them (apt-get install --no-install-recommends "
+            "toa-no-such-package) or run with -e toa_build_install_deps=true as root.") in out
+    assert "Create the build directories" not in out and os.listdir(str(tmp_path)) == []

@@ -1,4 +1,4 @@
-"""scripts/build_toa_kernel.py: build key, publishing, and the catalogue row it prints."""
+"""tools/build_toa_kernel.py: build key, publishing, and the catalogue row it prints."""
 
 import argparse
 import hashlib
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import build_toa_kernel as btk  # noqa: E402
 import toa_route  # noqa: E402

@@ -1,11 +1,11 @@
-"""scripts/build_toa_rpm.py: runs toa_rpmspec's recipe steps in order (commands faked)."""
+"""tools/build_toa_rpm.py: runs toa_rpmspec's recipe steps in order (commands faked)."""
 
 import os
 import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import build_toa_rpm  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""scripts/make_toa_patch.py: the in-tree TOA patch from the module source."""
+"""tools/make_toa_patch.py: the in-tree TOA patch from the module source."""
 
 import os
 import shutil
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import make_toa_patch as mtp  # noqa: E402
 

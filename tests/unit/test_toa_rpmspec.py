@@ -1,10 +1,14 @@
-"""module_utils/toa_rpmspec.py: the seed's rpmbuild recipe (spec/config edits, commands)."""
+"""tools/toa_rpmspec.py: the seed's rpmbuild recipe (spec/config edits, commands)."""
 
 import os
+import sys
 
 import pytest
 
-import toa_rpmspec as rs
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import toa_rpmspec as rs  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 with open(os.path.join(FIXTURES, "kernel-el7.spec")) as _f:

@@ -7,7 +7,7 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-spec = importlib.util.spec_from_file_location("toavm", os.path.join(ROOT, "scripts", "toavm.py"))
+spec = importlib.util.spec_from_file_location("toavm", os.path.join(ROOT, "testbed", "toavm.py"))
 toavm = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(toavm)
 

@@ -14,7 +14,7 @@ the target's own release (its compiler, its archive):
    is the distribution kernel's), with CONFIG_TOA=m, CONFIG_IPV6=y, no debug
    info and the build's own module signing key; ``--lsmod`` trims it with
    ``make localmodconfig`` to the modules a machine really loads (a recipe
-   file kept in scripts/kernel-recipes/), so the build takes minutes
+   file kept in tools/kernel-recipes/), so the build takes minutes
 4. ``make bindeb-pkg LOCALVERSION=-toa KDEB_PKGVERSION=...``: the kernel
    release ends in -toa (what toa_facts recognises as a TOA kernel)
 5. the image and headers packages and a SHA256SUMS manifest go to
@@ -28,8 +28,8 @@ again.  The last stdout line is the result as JSON; progress goes to the log
 to stderr.  Ubuntu's linux-source-<version> works the same way; only a Debian
 12 build has been run.
 
-    scripts/build_toa_kernel.py --series 6.1 --config-from-headers linux-headers-amd64 \\
-        --lsmod scripts/kernel-recipes/debian12-qemu.lsmod --distribution debian --major 12
+    tools/build_toa_kernel.py --series 6.1 --config-from-headers linux-headers-amd64 \\
+        --lsmod tools/kernel-recipes/debian12-qemu.lsmod --distribution debian --major 12
 """
 
 import argparse

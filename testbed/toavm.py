@@ -198,7 +198,7 @@ def _configure_rootfs(root, guest, r, pubkey):
           'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n')
     write(root + "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
     # Inside the guest, the only way out is the host's caching proxy
-    # (scripts/aptcache.py, reached through a QEMU guestfwd).
+    # (testbed/aptcache.py, reached through a QEMU guestfwd).
     write(root + "/etc/apt/apt.conf.d/01toa-proxy", 'Acquire::http::Proxy "http://%s:%d/";\n' % GUEST_PROXY)
     chroot(root, "apt-get", "update", "-qq")
     pkgs = BASE_PACKAGES + r["kernel"] + r["extra"]
@@ -414,7 +414,8 @@ def qemu_cmd(d, image_overlay, port, accel, mem, smp, icount=None):
         cpu = ["-accel", "tcg,thread=single", "-cpu", "max", "-icount", "shift=%d,sleep=on" % icount]
     # debug-threads: each vCPU thread is named ("CPU 1/TCG"), so a host-side
     # look (top -H, /proc/PID/task/*/comm) tells which guest CPU starves.
-    return ["qemu-system-x86_64", "-name", "%s,debug-threads=on" % os.path.basename(d), *cpu, "-m", str(mem), "-smp", str(smp),
+    return ["qemu-system-x86_64", "-name", "%s,debug-threads=on" % os.path.basename(d), *cpu,
+            "-m", str(mem), "-smp", str(smp),
             "-drive", "file=%s,if=virtio,cache=unsafe,discard=unmap" % image_overlay,
             # restrict=on: the guest reaches nothing but the SSH forward and
             # the package proxy.

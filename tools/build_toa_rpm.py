@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Run the seed's rpmbuild recipe for a TOA kernel on an EL build host.
 
-The steps and the kernel.spec/config edits come from module_utils/toa_rpmspec.py
+The steps and the kernel.spec/config edits come from tools/toa_rpmspec.py
 (unit-tested); this script only runs them in order and stops at the first
 failure.  NOT PROVEN on a real EL host: none is reachable from the project's
 build environment.  --dry-run prints the steps without running anything.
 
-    scripts/build_toa_rpm.py --srpm kernel-3.10.0-693.el7.src.rpm --dry-run
-    scripts/build_toa_rpm.py --srpm kernel-3.10.0-693.el7.src.rpm --topdir ~/rpmbuild
+    tools/build_toa_rpm.py --srpm kernel-3.10.0-693.el7.src.rpm --dry-run
+    tools/build_toa_rpm.py --srpm kernel-3.10.0-693.el7.src.rpm --topdir ~/rpmbuild
 """
 
 import argparse
@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "module_utils"))
+sys.path.insert(0, HERE)  # toa_rpmspec.py lives beside this script
 
 import toa_rpmspec  # noqa: E402
 

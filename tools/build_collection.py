@@ -18,8 +18,8 @@ rewriting only the module_utils imports of the modules
 ``from ansible_collections.toa_fleet.toa.plugins.module_utils.toa_host import x``),
 and runs ``ansible-galaxy collection build`` on it.
 
-    scripts/build_collection.py --out build/          # prints the tarball's path
-    scripts/build_collection.py --tree /tmp/c         # the tree only, no build
+    tools/build_collection.py --out build/          # prints the tarball's path
+    tools/build_collection.py --tree /tmp/c         # the tree only, no build
 
 ansible-galaxy is taken from beside this interpreter, else from PATH.
 """
