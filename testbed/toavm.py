@@ -25,6 +25,7 @@ Usage (run as root):
 """
 
 import argparse
+import ast
 import fcntl
 import hashlib
 import inspect
@@ -36,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.request
 
@@ -138,8 +140,10 @@ def image_key(guest):
     h = hashlib.sha256()
     h.update(json.dumps(GUESTS[guest], sort_keys=True).encode())
     h.update(json.dumps(BASE_PACKAGES).encode())
+    # The functions' syntax trees, not their text: a comment or a line
+    # wrapped differently does not make a new image.
     for fn in (build_image, _configure_rootfs, _install_bootloader):
-        h.update(inspect.getsource(fn).encode())
+        h.update(ast.dump(ast.parse(textwrap.dedent(inspect.getsource(fn)))).encode())
     h.update(ensure_key().encode())
     return h.hexdigest()[:16]
 
@@ -336,10 +340,14 @@ def ensure_image(guest):
 def _build_locked(guest, path):
     if not archive_answers(guest):
         raise SystemExit("toavm: SKIP %s: its package archive does not answer from here" % guest)
-    # Old images of this guest (other recipe hashes) are stale: drop them.
+    # Old images of this guest (other recipe hashes) are stale: drop them,
+    # but only a day after they were built: two checkouts of the project
+    # with different recipes (a branch, a worktree) would otherwise delete
+    # each other's image on every start.
     for old in os.listdir(IMAGES) if os.path.isdir(IMAGES) else []:
-        if old.startswith(guest + "-") and old.endswith(".qcow2"):
-            os.unlink(os.path.join(IMAGES, old))
+        p = os.path.join(IMAGES, old)
+        if old.startswith(guest + "-") and old.endswith(".qcow2") and time.time() - os.path.getmtime(p) > 86400:
+            os.unlink(p)
     t0 = time.time()
     build_image(guest, path)
     log("image %s built in %.0f s" % (guest, time.time() - t0))

@@ -18,7 +18,7 @@
 #     the kernel log since the test started (earlier ones are shown);
 #   * kmemleak, after two scans, lists an unreferenced object.
 #
-# The kernel comes from the project's builder (scripts/build_toa_kernel.py
+# The kernel comes from the project's builder (tools/build_toa_kernel.py
 # --debug), built once and cached under $TOA_CACHE/kbuild by the hash of its
 # recipe.  TOA_DEBUG_DEBS=DIR uses the .debs in DIR instead; with no DIR and
 # nothing cached the build runs first (60-90 min on 2 cores).
@@ -29,7 +29,7 @@ root=$(cd "$here/../.." && pwd)
 . "$root/scripts/env.sh"
 name=${1:?usage: vm_debug.sh NAME [vm_run.sh args...]}
 shift
-vm() { python3 "$root/scripts/toavm.py" "$@"; }
+vm() { python3 "$root/testbed/toavm.py" "$@"; }
 say() { echo "vm_debug.sh: $*" >&2; }
 
 find_debs() {
@@ -51,9 +51,9 @@ find_debs() {
 debs=$(find_debs)
 if [ -z "$debs" ]; then
 	say "no debug kernel built yet: building it (60-90 min)"
-	python3 "$root/scripts/build_toa_kernel.py" --debug --localversion=-toadbg --series 6.1 \
+	python3 "$root/tools/build_toa_kernel.py" --debug --localversion=-toadbg --series 6.1 \
 		--config-from-headers linux-headers-amd64 \
-		--lsmod "$root/scripts/kernel-recipes/debian12-qemu.lsmod" \
+		--lsmod "$root/tools/kernel-recipes/debian12-qemu.lsmod" \
 		--distribution debian --major 12 --no-publish >&2
 	debs=$(find_debs)
 	[ -n "$debs" ] || { say "the build produced no linux-image-*-toadbg package"; exit 1; }
