@@ -377,9 +377,13 @@ def load_state(name):
 
 
 def ssh_base(state):
+    # ConnectTimeout also bounds the wait for sshd's banner: a guest that is
+    # slow to fork sshd (a debug kernel under TCG on a loaded host) needs
+    # more than the default 10 s; TOA_SSH_TIMEOUT raises it.
+    timeout = int(os.environ.get("TOA_SSH_TIMEOUT") or 10)
     return ["ssh", "-i", state["key"], "-p", str(state["port"]),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "BatchMode=yes",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=%d" % timeout, "-o", "BatchMode=yes",
             "root@127.0.0.1"]
 
 

@@ -30,6 +30,8 @@ root=$(cd "$here/../.." && pwd)
 name=${1:?usage: vm_debug.sh NAME [vm_run.sh args...]}
 shift
 vm() { python3 "$root/testbed/toavm.py" "$@"; }
+# sshd in a KASAN guest may take longer than 10 s to answer (vm_run.sh too)
+export TOA_SSH_TIMEOUT=${TOA_SSH_TIMEOUT:-120}
 say() { echo "vm_debug.sh: $*" >&2; }
 
 find_debs() {
