@@ -10,8 +10,8 @@ TUN device without packet information reads and writes them, and opening
 that device in a private network namespace.
 
 The module imports only the standard library and runs on Python 2.7 and 3:
-toa_probe imports it as ansible.module_utils.toa_packet, the guest tests as
-a plain file copied beside them.  Errors are ValueError (bad input) and
+toa_probe imports it like its other module_utils, the guest tests as a plain
+file copied beside them.  Errors are ValueError (bad input) and
 OSError/IOError (the kernel said no); callers word them for their readers.
 """
 

@@ -197,11 +197,11 @@ class Gen:
 
     def toa4(self, port, zero=False):
         a = b'\0\0\0\0' if zero else bytes([198, 18, self.r.randrange(256), self.r.randrange(1, 255)])
-        return struct.pack('!BBH', 200, 8, port) + a
+        return T.P.encode_toa_option(200, T.P.unpack_address(a), port)
 
     def toa6(self, port, zero=False):
         a = bytes(16) if zero else (bytes.fromhex('20010db8000f') + rb(self.r, 10))
-        return struct.pack('!BBH', self.r.choice((253, 254)), 20, port) + a
+        return T.P.encode_toa_option(self.r.choice((253, 254)), T.P.unpack_address(a), port)
 
     def atom(self, port, room):
         """One option (or junk) of at most @room bytes."""
