@@ -162,14 +162,6 @@ def encode_toa_option(kind, address, port):
     return struct.pack('!BBH', int(kind), 4 + len(packed), int(port)) + packed
 
 
-def decode_toa_option(raw):
-    """(kind, address, port) of an encoded TOA option; ValueError when malformed."""
-    data = bytearray(raw)
-    if len(data) < 2 or data[1] != len(data) or len(data) not in (8, 20):
-        raise ValueError('a TOA option is 8 (IPv4) or 20 (IPv6) bytes with a matching length')
-    return data[0], unpack_address(bytes(data[4:])), (data[2] << 8) | data[3]
-
-
 def mss_option(mss=1460):
     return struct.pack('!BBH', 2, 4, mss)
 

@@ -23,6 +23,19 @@ KERNEL_SYNACK_V6 = binascii.unhexlify(
     'be79cb90d52751b69dda542b6012fd209ca60000020405a0')
 
 
+def decode_toa_option(raw):
+    """(kind, address, port) of one TOA option, read independently of toa_packet.
+
+    Only these tests read TOA options in Python (the kernel module reads them
+    on the hosts), so the decoder lives here and checks encode_toa_option.
+    """
+    data = bytes(raw)
+    assert len(data) in (8, 20) and bytearray(data)[1] == len(data), binascii.hexlify(data)
+    family = socket.AF_INET if len(data) == 8 else socket.AF_INET6
+    return (bytearray(data)[0], socket.inet_ntop(family, data[4:]),
+            struct.unpack('!H', data[2:4])[0])
+
+
 # ---------------------------------------------------------------------------
 # checksums
 # ---------------------------------------------------------------------------
@@ -88,7 +101,7 @@ def test_pseudo_headers():
 def test_ipv4_option_encoding(kind):
     raw = pk.encode_toa_option(kind, '203.0.113.7', 4242)
     assert raw == struct.pack('!BB', kind, 8) + b'\x10\x92' + b'\xcb\x00\x71\x07'
-    assert pk.decode_toa_option(raw) == (kind, '203.0.113.7', 4242)
+    assert decode_toa_option(raw) == (kind, '203.0.113.7', 4242)
 
 
 @pytest.mark.parametrize('kind', [253, 254])
@@ -97,7 +110,7 @@ def test_ipv6_option_encoding(kind):
     assert len(raw) == 20
     assert raw[:4] == struct.pack('!BBH', kind, 20, 4242)
     assert raw[4:] == binascii.unhexlify('20010db8000700000000000000000007')
-    assert pk.decode_toa_option(raw) == (kind, '2001:db8:7::7', 4242)
+    assert decode_toa_option(raw) == (kind, '2001:db8:7::7', 4242)
 
 
 def test_option_encoding_rejects_bad_values():
@@ -107,8 +120,6 @@ def test_option_encoding_rejects_bad_values():
         pk.encode_toa_option(200, '203.0.113.7', 70000)
     with pytest.raises(ValueError):
         pk.encode_toa_option(200, 'not-an-address', 1)
-    with pytest.raises(ValueError):
-        pk.decode_toa_option(b'\xc8\x09' + b'\x00' * 6)
 
 
 @pytest.mark.parametrize('family,segments', [
@@ -128,7 +139,7 @@ def test_syn_with_mss_and_toa_round_trips(family, segments):
         40000, 8080, 0xFFFFFFFF, pk.TCP_SYN)
     assert packet['ip_checksum_ok'] and packet['tcp_checksum_ok']
     assert packet['options'] == [(2, b'\x05\xb4'), (kind, toa[2:])]
-    assert pk.decode_toa_option(struct.pack('!BB', kind, len(toa)) + packet['options'][1][1]) == (
+    assert decode_toa_option(struct.pack('!BB', kind, len(toa)) + packet['options'][1][1]) == (
         kind, toa_address, 4242)
 
 
@@ -306,7 +317,7 @@ def test_segment_checksum_can_be_spoilt_and_short_segments_stay_as_they_are():
 ])
 def test_toa_option_round_trips(kind, address, port):
     raw = pk.encode_toa_option(kind, address, port)
-    assert pk.decode_toa_option(raw) == (kind, address, port)
+    assert decode_toa_option(raw) == (kind, address, port)
     # the same bytes survive a trip through a segment's option area, padded either way
     for nop_front in (False, True):
         area = pk.pad_options(pk.mss_option(536) + raw, nop_front=nop_front)
@@ -321,19 +332,10 @@ def test_nop_front_padding():
         pk.pad_options(b'\xc8' * 41, nop_front=True)
 
 
-@pytest.mark.parametrize('raw', [
-    b'', b'\xc8', b'\xc8\x08', b'\xc8\x08\x00\x01\x01\x02\x03',          # too short
-    b'\xc8\x08\x00\x01\x01\x02\x03\x04\x05',                           # one byte too many
-    b'\xc8\x09\x00\x01\x01\x02\x03\x04', b'\xfe\x08' + b'\x00' * 18,   # length byte lies
-    b'\xc8\x0c\x00\x01' + b'\x00' * 8,                                 # 12 bytes: no address size
-])
-def test_malformed_toa_options_are_refused(raw):
-    with pytest.raises(ValueError):
-        pk.decode_toa_option(raw)
-
-
 @pytest.mark.parametrize('area', [
     b'\x02', b'\x02\x04\x05', b'\x08\x00' + b'\x00' * 8, b'\x08\x01\x00\x00', b'\xc8\xff\x00\x00',
+    b'\xc8\x09' + b'\x00' * 6,                     # a TOA option one byte longer than the area
+    b'\x01\x01\xfe\x14' + b'\x00' * 16,            # an IPv6 one cut short by 2 bytes
 ])
 def test_malformed_option_areas_are_refused(area):
     with pytest.raises(ValueError):
