@@ -44,6 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOAVM = os.path.join(ROOT, 'testbed', 'toavm.py')
 BASELINE = os.path.join(ROOT, 'bench', 'baseline.sh')
 VM_TEST = os.path.join(ROOT, 'tests', 'kmod', 'vm_toa_test.py')
+PACKET = os.path.join(ROOT, 'module_utils', 'toa_packet.py')
 SSH_ARGS = '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
 PARTS = ('first', 'scale', 'hook')
 # QEMU -icount shift: each guest instruction advances the guest clock by
@@ -536,11 +537,13 @@ class Bench:
                 return
             if not self.converge('converge-for-icount-hook'):
                 return
-        rc, text, _ = self.run([sys.executable, TOAVM, 'copy-to', self.guest, VM_TEST,
-                                '/root/vm_toa_test.py'], 'copy-vm-test')
-        if rc != 0:
-            self.error('copy vm_toa_test.py', text)
-            return
+        # vm_toa_test.py imports the packet code from beside itself in the guest.
+        for source, name in ((VM_TEST, 'vm_toa_test.py'), (PACKET, 'toa_packet.py')):
+            rc, text, _ = self.run([sys.executable, TOAVM, 'copy-to', self.guest, source,
+                                    '/root/' + name], 'copy-vm-test')
+            if rc != 0:
+                self.error('copy ' + name, text)
+                return
         cmd = ('ko=$(modinfo -n toa) && nproc && python3 /root/vm_toa_test.py --ko "$ko" '
                '--bench %d --rate-n %d --bench-live %d%s; rc=$?; modprobe toa; exit $rc'
                % (self.a.hook_reps, n, self.a.hook_live,

@@ -289,28 +289,28 @@ stage:
   sample: done
 '''
 
+
 import errno
 import json
 import os
 import random
-import select
 import signal
 import socket
 import struct
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.toa_packet import (
+    CLONE_NEWNET, TCP_ACK, TCP_PSH, TCP_SYN, TFO_EXP_MAGIC, TUN_PATH, address_problem,
+    attach_tun, build_packet, describe_packet, encode_toa_option, is_reset_for, is_synack_for,
+    libc, mss_option, pack_address, parse_packet, readable, same_address, unpack_address,
+    unshare, v4_mapped)
 
 # ---------------------------------------------------------------------------
 # Constants
 # ---------------------------------------------------------------------------
 
 TUN_NAME = 'toaprobe0'
-TUN_PATH = '/dev/net/tun'
-TUNSETIFF = 0x400454ca
-IFF_TUN = 0x0001
-IFF_NO_PI = 0x1000
-CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 
 LISTEN4 = '192.0.2.1'
@@ -331,17 +331,7 @@ RESERVED_KINDS = {
     4: 'SACK permitted', 5: 'SACK', 8: 'timestamps', 19: 'TCP MD5 signature',
     29: 'TCP-AO', 30: 'MPTCP', 34: 'TCP Fast Open',
 }
-# Experimental Fast Open uses kind 254 with this 16-bit magic right after the length byte,
-# exactly where a TOA option has its port.
-TFO_EXP_MAGIC = 0xF989
 
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_PSH = 0x08
-TCP_ACK = 0x10
-
-IPPROTO_TCP = 6
 SYN_RETRY_FIRST = 0.2
 SYN_RETRY_MAX = 1.0
 PROBE_PAYLOAD = b'TOA-PROBE\n'
@@ -356,279 +346,6 @@ OPTION_SEGMENTS = {
 
 class ProbeError(Exception):
     """A failure with a message meant for the operator."""
-
-
-# ---------------------------------------------------------------------------
-# Pure helpers: addresses, checksums, packet building and parsing
-# ---------------------------------------------------------------------------
-
-def pack_address(address):
-    """Return (socket family, packed bytes) of a textual IPv4 or IPv6 address."""
-    try:
-        text = str(address).strip()
-    except UnicodeError:
-        raise ProbeError('%r is not a valid IP address' % (address,))
-    if ':' in text:
-        try:
-            return socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text)
-        except (socket.error, ValueError, OSError):
-            raise ProbeError('%r is not a valid IPv6 address' % (address,))
-    try:
-        packed = socket.inet_pton(socket.AF_INET, text)
-    except (socket.error, ValueError, OSError):
-        raise ProbeError('%r is not a valid IPv4 address' % (address,))
-    return socket.AF_INET, packed
-
-
-def unpack_address(packed):
-    """Text form of a packed 4- or 16-byte address."""
-    packed = bytes(packed)
-    if len(packed) == 4:
-        return socket.inet_ntop(socket.AF_INET, packed)
-    if len(packed) == 16:
-        return socket.inet_ntop(socket.AF_INET6, packed)
-    raise ValueError('an address has 4 or 16 bytes, not %d' % len(packed))
-
-
-def v4_mapped(address):
-    """The ::ffff:a.b.c.d form of an IPv4 address, as an AF_INET6 socket reports it."""
-    packed = pack_address(address)[1]
-    return unpack_address(b'\x00' * 10 + b'\xff\xff' + packed)
-
-
-def same_address(left, right):
-    """Compare two textual addresses by value (2001:DB8::1 == 2001:db8:0::1)."""
-    try:
-        return pack_address(left) == pack_address(right)
-    except ProbeError:
-        return False
-
-
-def address_problem(packed):
-    """Why a packed address cannot be a unicast peer, or None when it can."""
-    data = bytearray(packed)
-    if len(data) == 4:
-        if data[0] == 0:
-            return 'is in 0.0.0.0/8 (unspecified)'
-        if data[0] == 127:
-            return 'is a loopback address'
-        if data[0] >= 224:
-            return 'is multicast, broadcast or reserved'
-        return None
-    if not any(data):
-        return 'is the unspecified address'
-    if data == bytearray(15) + bytearray(b'\x01'):
-        return 'is the loopback address'
-    if data[0] == 0xff:
-        return 'is multicast'
-    if data[:12] == bytearray(10) + bytearray(b'\xff\xff'):
-        return 'is an IPv4-mapped address (use family=ipv4_on_ipv6 with IPv4 addresses)'
-    return None
-
-
-def inet_checksum(data):
-    """RFC 1071 Internet checksum of bytes (odd lengths padded with a zero byte)."""
-    buf = bytearray(data)
-    if len(buf) % 2:
-        buf.append(0)
-    total = 0
-    for index in range(0, len(buf), 2):
-        total += (buf[index] << 8) | buf[index + 1]
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def pseudo_header(src, dst, length, proto=IPPROTO_TCP):
-    """IPv4 (RFC 793) or IPv6 (RFC 8200 8.1) pseudo-header for transport checksums."""
-    src = bytes(src)
-    dst = bytes(dst)
-    if len(src) == 4 and len(dst) == 4:
-        return src + dst + struct.pack('!BBH', 0, proto, length)
-    if len(src) == 16 and len(dst) == 16:
-        return src + dst + struct.pack('!I3xB', length, proto)
-    raise ValueError('source and destination must both be IPv4 or both IPv6')
-
-
-def pad_options(options):
-    """Pad TCP options to a multiple of 4 bytes with end-of-list bytes."""
-    options = bytes(options)
-    if len(options) % 4:
-        options += b'\x00' * (4 - len(options) % 4)
-    if len(options) > 40:
-        raise ValueError('TCP options exceed 40 bytes (%d)' % len(options))
-    return options
-
-
-def encode_toa_option(kind, address, port):
-    """kind | len | port(2) | address(4 or 16): 8 bytes for IPv4, 20 for IPv6."""
-    if not 0 <= int(kind) <= 255:
-        raise ValueError('option kind must be 0-255')
-    if not 0 <= int(port) <= 65535:
-        raise ValueError('port must be 0-65535')
-    packed = pack_address(address)[1]
-    return struct.pack('!BBH', int(kind), 4 + len(packed), int(port)) + packed
-
-
-def decode_toa_option(raw):
-    """(kind, address, port) of an encoded TOA option; ValueError when malformed."""
-    data = bytearray(raw)
-    if len(data) < 2 or data[1] != len(data) or len(data) not in (8, 20):
-        raise ValueError('a TOA option is 8 (IPv4) or 20 (IPv6) bytes with a matching length')
-    port = (data[2] << 8) | data[3]
-    return data[0], unpack_address(bytes(data[4:])), port
-
-
-def mss_option(mss=1460):
-    return struct.pack('!BBH', 2, 4, mss)
-
-
-def build_tcp_segment(src, dst, sport, dport, seq, ack, flags, window=65535,
-                      options=b'', payload=b''):
-    """A TCP header plus payload, checksummed over the pseudo-header of src/dst (packed)."""
-    options = pad_options(options)
-    offset = (20 + len(options)) // 4
-    header = struct.pack('!HHIIBBHHH', sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                         offset << 4, flags, window, 0, 0) + options
-    segment = header + bytes(payload)
-    csum = inet_checksum(pseudo_header(src, dst, len(segment)) + segment)
-    return segment[:16] + struct.pack('!H', csum) + segment[18:]
-
-
-def build_ipv4_header(src, dst, payload_length, ident=0, ttl=64, proto=IPPROTO_TCP):
-    header = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + payload_length, ident & 0xFFFF,
-                         0x4000, ttl, proto, 0, bytes(src), bytes(dst))
-    csum = inet_checksum(header)
-    return header[:10] + struct.pack('!H', csum) + header[12:]
-
-
-def build_ipv6_header(src, dst, payload_length, hop_limit=64, next_header=IPPROTO_TCP):
-    return struct.pack('!IHBB16s16s', 6 << 28, payload_length, next_header, hop_limit,
-                       bytes(src), bytes(dst))
-
-
-def build_packet(src, dst, sport, dport, seq, ack, flags, options=b'', payload=b'',
-                 window=65535, ident=0):
-    """A complete IPv4 or IPv6 TCP packet between textual addresses, checksums filled in."""
-    family_src, psrc = pack_address(src)
-    family_dst, pdst = pack_address(dst)
-    if family_src != family_dst:
-        raise ValueError('source and destination address families differ')
-    segment = build_tcp_segment(psrc, pdst, sport, dport, seq, ack, flags, window,
-                                options, payload)
-    if family_src == socket.AF_INET:
-        return build_ipv4_header(psrc, pdst, len(segment), ident) + segment
-    return build_ipv6_header(psrc, pdst, len(segment)) + segment
-
-
-def parse_tcp_options(raw):
-    """List of (kind, data bytes) of TCP options; ValueError when malformed."""
-    data = bytearray(raw)
-    options = []
-    index = 0
-    while index < len(data):
-        kind = data[index]
-        if kind == 0:
-            break
-        if kind == 1:
-            index += 1
-            continue
-        if index + 1 >= len(data):
-            raise ValueError('TCP option %d truncated' % kind)
-        length = data[index + 1]
-        if length < 2 or index + length > len(data):
-            raise ValueError('TCP option %d has bad length %d' % (kind, length))
-        options.append((kind, bytes(data[index + 2:index + length])))
-        index += length
-    return options
-
-
-def parse_packet(raw):
-    """Decode an IPv4 or IPv6 TCP packet as read from a TUN device (no packet info).
-
-    Returns a dict, or None for anything that is not a complete TCP packet (ICMPv6,
-    router solicitations, extension headers and so on).
-    """
-    data = bytearray(raw)
-    if not data:
-        return None
-    version = data[0] >> 4
-    if version == 4:
-        if len(data) < 20:
-            return None
-        ihl = (data[0] & 0x0F) * 4
-        total = (data[2] << 8) | data[3]
-        if ihl < 20 or total < ihl or total > len(data) or data[9] != IPPROTO_TCP:
-            return None
-        src, dst = bytes(data[12:16]), bytes(data[16:20])
-        segment = data[ihl:total]
-        ip_ok = inet_checksum(data[:ihl]) == 0
-    elif version == 6:
-        if len(data) < 40:
-            return None
-        plen = (data[4] << 8) | data[5]
-        if data[6] != IPPROTO_TCP or 40 + plen > len(data):
-            return None
-        src, dst = bytes(data[8:24]), bytes(data[24:40])
-        segment = data[40:40 + plen]
-        ip_ok = True
-    else:
-        return None
-    if len(segment) < 20:
-        return None
-    offset = (segment[12] >> 4) * 4
-    if offset < 20 or offset > len(segment):
-        return None
-    sport, dport, seq, ack = struct.unpack('!HHII', bytes(segment[:12]))
-    try:
-        options = parse_tcp_options(segment[20:offset])
-    except ValueError:
-        options = None
-    return {
-        'version': version,
-        'src': unpack_address(src),
-        'dst': unpack_address(dst),
-        'sport': sport,
-        'dport': dport,
-        'seq': seq,
-        'ack': ack,
-        'flags': segment[13],
-        'window': (segment[14] << 8) | segment[15],
-        'options': options,
-        'payload': bytes(segment[offset:]),
-        'ip_checksum_ok': ip_ok,
-        'tcp_checksum_ok': inet_checksum(pseudo_header(src, dst, len(segment)) + segment) == 0,
-    }
-
-
-def is_synack_for(packet, listen_address, listen_port, proxy_address, proxy_port, isn):
-    """Whether a parsed packet is the listener's SYN-ACK to our SYN."""
-    return bool(
-        packet
-        and packet['sport'] == listen_port and packet['dport'] == proxy_port
-        and same_address(packet['src'], listen_address)
-        and same_address(packet['dst'], proxy_address)
-        and packet['flags'] & (TCP_SYN | TCP_ACK | TCP_RST) == (TCP_SYN | TCP_ACK)
-        and packet['ack'] == (isn + 1) & 0xFFFFFFFF)
-
-
-def describe_packet(raw):
-    """One-line summary of a packet read from the TUN device, for error messages."""
-    packet = parse_packet(raw)
-    data = bytearray(raw)
-    if packet is None:
-        version = data[0] >> 4 if data else 0
-        proto = data[9] if version == 4 and len(data) > 9 else (data[6] if len(data) > 6 else -1)
-        return 'non-TCP IPv%d packet, protocol %d, %d bytes' % (version, proto, len(data))
-    names = ''.join(name for bit, name in ((TCP_SYN, 'S'), (TCP_ACK, 'A'), (TCP_RST, 'R'),
-                                           (TCP_FIN, 'F'), (TCP_PSH, 'P')) if packet['flags'] & bit)
-    return '%s.%d > %s.%d [%s]' % (packet['src'], packet['sport'], packet['dst'],
-                                   packet['dport'], names or '.')
-
-
-def is_reset_for(packet, listen_port, proxy_port):
-    return bool(packet and packet['sport'] == listen_port and packet['dport'] == proxy_port
-                and packet['flags'] & TCP_RST)
 
 
 # ---------------------------------------------------------------------------
@@ -665,7 +382,10 @@ def resolve_params(params):
         if value is None or str(value).strip() == '':
             value = defaults[name]
         value = str(value).strip()
-        addr_family, packed = pack_address(value)
+        try:
+            addr_family, packed = pack_address(value)
+        except ValueError as exc:
+            raise ProbeError(str(exc))
         if addr_family != wire_family:
             raise ProbeError('%s %s is not an %s address, but family=%s sends %s packets%s' % (
                 name, value, wire_name, family, wire_name,
@@ -787,35 +507,28 @@ def verdict(plan, observed):
 # The child: private namespace, TUN device, crafted handshake
 # ---------------------------------------------------------------------------
 
-def _libc():
-    import ctypes
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _unshare_net():
-    import ctypes
-    libc = _libc()
-    if libc.unshare(CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        if err == errno.EPERM:
+    try:
+        unshare(CLONE_NEWNET)
+    except OSError as exc:
+        if exc.errno == errno.EPERM:
             raise ProbeError('unshare(CLONE_NEWNET) was refused (EPERM): the probe needs root with '
                              'CAP_SYS_ADMIN; run it with become: true, and outside a container that '
                              'drops that capability')
-        if err == errno.EINVAL:
+        if exc.errno == errno.EINVAL:
             raise ProbeError('unshare(CLONE_NEWNET) failed (EINVAL): this kernel has no network '
                              'namespace support (CONFIG_NET_NS)')
-        raise ProbeError('unshare(CLONE_NEWNET) failed: %s' % os.strerror(err))
+        raise ProbeError('unshare(CLONE_NEWNET) failed: %s' % os.strerror(exc.errno))
 
 
 def _set_parent_death_signal():
     try:
-        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except Exception:
         pass
 
 
 def _open_tun(name):
-    import fcntl
     try:
         fd = os.open(TUN_PATH, os.O_RDWR)
     except OSError as exc:
@@ -824,8 +537,7 @@ def _open_tun(name):
                              'loaded; check CONFIG_TUN and `modprobe tun`' % (TUN_PATH, exc.strerror))
         raise ProbeError('cannot open %s: %s' % (TUN_PATH, exc.strerror))
     try:
-        request = struct.pack('16sH22x', name.encode('ascii'), IFF_TUN | IFF_NO_PI)
-        fcntl.ioctl(fd, TUNSETIFF, request)
+        attach_tun(fd, name)
     except (IOError, OSError) as exc:
         os.close(fd)
         raise ProbeError('TUNSETIFF for %s failed: %s (CAP_NET_ADMIN is needed)' % (name, exc))
@@ -843,19 +555,8 @@ def _remaining(deadline):
     return max(0.0, deadline - time.time())
 
 
-def _select_any(fds, timeout):
-    """The readable subset of fds, waiting at most timeout seconds (EINTR retried)."""
-    while True:
-        try:
-            return select.select(fds, [], [], timeout)[0]
-        except (select.error, OSError, IOError) as exc:
-            code = exc.args[0] if exc.args else None
-            if code != errno.EINTR:
-                raise
-
-
 def _select_read(fd, timeout):
-    return bool(_select_any([fd], timeout))
+    return bool(readable([fd], timeout))
 
 
 def _child_probe(module, plan, report):
@@ -970,10 +671,10 @@ def _child_probe(module, plan, report):
     report('accept')
     # If the final ACK is lost the listener retransmits its SYN-ACK: answer it again.
     while True:
-        readable = _select_any([listener.fileno(), tun], _remaining(deadline))
-        if listener.fileno() in readable:
+        ready = readable([listener.fileno(), tun], _remaining(deadline))
+        if listener.fileno() in ready:
             break
-        if not readable:
+        if not ready:
             raise ProbeError('the handshake did not produce a connection to accept() within the '
                              'deadline (%d final ACKs sent)' % observed['ack_sent'])
         packet = parse_packet(os.read(tun, 65535))

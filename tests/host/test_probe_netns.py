@@ -146,14 +146,38 @@ def clean_host():
 # running the module
 # ---------------------------------------------------------------------------
 
+# The module imports ansible.module_utils.toa_packet, which ansiballz ships with it on a
+# real run. Run as a plain file, module_utils/toa_packet.py is registered under that name
+# first (a Python 3 prologue: the Python 2.7 run goes through Ansible).
+REGISTER_MODULE_UTILS = textwrap.dedent('''
+    import importlib.util, os, sys
+    import ansible.module_utils
+
+    def register_module_utils(root):
+        name = 'ansible.module_utils.toa_packet'
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(root, 'module_utils', 'toa_packet.py'))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+        ansible.module_utils.toa_packet = module
+''')
+RUN_MODULE = REGISTER_MODULE_UTILS + textwrap.dedent('''
+    import runpy
+    register_module_utils(%r)
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name='__main__')
+''') % ROOT
+
+
 def run_direct(args, python=None, timeout=60):
     """Run the module file as Ansible would on the target, with a JSON args file."""
     python = python or sys.executable
     with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
         json.dump({'ANSIBLE_MODULE_ARGS': args}, handle)
     try:
-        proc = subprocess.run([python, MODULE, handle.name], capture_output=True, text=True,
-                              timeout=timeout, cwd=ROOT)
+        proc = subprocess.run([python, '-c', RUN_MODULE, MODULE, handle.name], capture_output=True,
+                              text=True, timeout=timeout, cwd=ROOT)
     finally:
         os.unlink(handle.name)
     assert proc.stdout.strip(), 'no module output; stderr: %s' % proc.stderr
@@ -312,9 +336,10 @@ def test_tiny_timeouts_kill_the_probe_cleanly(clean_host):
         'no tiny timeout interrupted the probe: %s' % outcomes
 
 
-STALL_SCRIPT = textwrap.dedent('''
+STALL_SCRIPT = REGISTER_MODULE_UTILS + textwrap.dedent('''
     import json, os, subprocess, sys, threading, time
     sys.path.insert(0, sys.argv[1])
+    register_module_utils(os.path.dirname(sys.argv[1]))
     import toa_probe as tp
 
     class Module(object):
@@ -400,9 +425,10 @@ def test_child_deadline_reports_missing_synack(clean_host):
     assert 0.7 <= wall < 10
 
 
-CAPTURE_SCRIPT = textwrap.dedent('''
+CAPTURE_SCRIPT = REGISTER_MODULE_UTILS + textwrap.dedent('''
     import binascii, json, socket, subprocess, sys
     sys.path.insert(0, sys.argv[1])
+    register_module_utils(os.path.dirname(sys.argv[1]))
     import toa_probe as tp
 
     class Module(object):

@@ -85,12 +85,9 @@ def drain(want, quiet=0.25, limit=5.0):
                 pkt = os.read(T.tun_fd, 65536)
             except BlockingIOError:
                 break
-            tcp = T.tcp_of(pkt)
-            if tcp is None:
-                continue
-            dport, seq = struct.unpack('!HI', tcp[2:8])
-            if tcp[13] & 0x12 == 0x12 and dport in want:
-                got.setdefault(dport, seq)
+            pkt = T.P.parse_packet(pkt)
+            if pkt and pkt['flags'] & 0x12 == 0x12 and pkt['dport'] in want:
+                got.setdefault(pkt['dport'], pkt['seq'])
     return got
 
 
@@ -121,28 +118,16 @@ def same_peer(p, q):
 
 
 # --------------------------------------------------------------------------
-# packets: like T.tcp_packet, but with a free doff, truncation and bad sums
-def seg(v6, src, dst, sport, dport, seq, ack, flags, opts=b'', payload=b'',
+# packets: like T.tcp_packet, but with the options as given, a free doff,
+# truncation and bad sums
+def seg(src, dst, sport, dport, seq, ack, flags, opts=b'', payload=b'',
         doff=None, cut=0, badsum=False):
-    if doff is None:
-        doff = (20 + len(opts)) // 4
-    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
-    tcp = struct.pack('!HHIIHHHH', sport, dport, seq & 0xffffffff, ack & 0xffffffff,
-                      (doff << 12) | flags, 65535, 0, 0) + opts + payload
+    s, d = T.P.pack_address(src)[1], T.P.pack_address(dst)[1]
+    tcp = T.P.tcp_header(sport, dport, seq, ack, flags, options=opts, data_offset=doff) + payload
     if cut:
         tcp = tcp[:max(0, len(tcp) - cut)]
-    if v6:
-        pseudo = s + d + struct.pack('!IxxxB', len(tcp), 6)
-    else:
-        pseudo = s + d + struct.pack('!xBH', 6, len(tcp))
-    if len(tcp) >= 18:
-        c = T.csum(pseudo + tcp) ^ (0x5a5a if badsum else 0)
-        tcp = tcp[:16] + struct.pack('!H', c) + tcp[18:]
-    if v6:
-        return struct.pack('!IHBB', 6 << 28, len(tcp), 6, 64) + s + d + tcp
-    ip = struct.pack('!BBHHHBBH', 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0) + s + d
-    ip = ip[:10] + struct.pack('!H', T.csum(ip)) + ip[12:]
-    return ip + tcp
+    tcp = T.P.with_tcp_checksum(s, d, tcp, spoil=0x5a5a if badsum else 0)
+    return T.P.ip_header(s, d, len(tcp)) + tcp
 
 
 # --------------------------------------------------------------------------
@@ -212,11 +197,11 @@ class Gen:
 
     def toa4(self, port, zero=False):
         a = b'\0\0\0\0' if zero else bytes([198, 18, self.r.randrange(256), self.r.randrange(1, 255)])
-        return struct.pack('!BBH', 200, 8, port) + a
+        return T.P.encode_toa_option(200, T.P.unpack_address(a), port)
 
     def toa6(self, port, zero=False):
         a = bytes(16) if zero else (bytes.fromhex('20010db8000f') + rb(self.r, 10))
-        return struct.pack('!BBH', self.r.choice((253, 254)), 20, port) + a
+        return T.P.encode_toa_option(self.r.choice((253, 254)), T.P.unpack_address(a), port)
 
     def atom(self, port, room):
         """One option (or junk) of at most @room bytes."""
@@ -306,16 +291,16 @@ def t_fuzz(ls, nseg, seed, batch=48, est_per_conn=10):
             ep['syn_area'] = g.area(sp)
             pay = rb(r, r.randrange(1, 64)) \
                 if r.random() < 0.1 else b''
-            w(seg(v6, src, dst, sp, ep['dport'], ep['isn'], 0, 0x02, ep['syn_area'], pay), 'syn')
+            w(seg(src, dst, sp, ep['dport'], ep['isn'], 0, 0x02, ep['syn_area'], pay), 'syn')
             if r.random() < 0.2:     # a retransmitted SYN (whichever one the kernel
                 #                          takes, the stash sees the same options)
-                w(seg(v6, src, dst, sp, ep['dport'], ep['isn'], 0, 0x02, ep['syn_area'], pay),
+                w(seg(src, dst, sp, ep['dport'], ep['isn'], 0, 0x02, ep['syn_area'], pay),
                   'syn_dup')
             eps.append(ep)
             # a stray segment at the listener: odd flags, short header, bad sum
             v6s = r.random() < 0.4
             fl = r.choice((0x10, 0x04, 0x11, 0x03, 0x06, 0x18, 0x20, 0x00, 0xff, 0x29, 0x01))
-            w(seg(v6s, T.P6 if v6s else T.P4, T.L6 if v6s else T.L4, next_port(),
+            w(seg(T.P6 if v6s else T.P4, T.L6 if v6s else T.L4, next_port(),
                   T.PORT4, r.randrange(1 << 32), r.randrange(1 << 32), fl, g.area(0),
                   payload=rb(r, r.randrange(0, 30)),
                   doff=r.choice((None, None, None, 15, r.randrange(16))),
@@ -332,14 +317,14 @@ def t_fuzz(ls, nseg, seed, batch=48, est_per_conn=10):
             ep['sisn'] = isns[ep['sport']]
             ep['seq'] = ep['isn'] + 1
             if r.random() < 0.05:        # abandon the half-open connection
-                w(seg(ep['v6'], ep['src'], ep['dst'], ep['sport'], ep['dport'], ep['seq'], 0,
+                w(seg(ep['src'], ep['dst'], ep['sport'], ep['dport'], ep['seq'], 0,
                       0x04), 'rst')
                 res['abandoned'] += 1
                 continue
             ep['ack_area'] = g.area(ep['sport'])
             pay = rb(r, r.randrange(1, 100)) \
                 if r.random() < 0.2 else b''
-            w(seg(ep['v6'], ep['src'], ep['dst'], ep['sport'], ep['dport'], ep['seq'],
+            w(seg(ep['src'], ep['dst'], ep['sport'], ep['dport'], ep['seq'],
                   ep['sisn'] + 1, 0x18 if pay else 0x10, ep['ack_area'], pay), 'ack')
             ep['seq'] += len(pay)
             ep['want'], ep['toa'] = model_peer(ep)
@@ -367,7 +352,7 @@ def t_fuzz(ls, nseg, seed, batch=48, est_per_conn=10):
         for ep in acked:
             if 'conn' not in ep:      # the kernel dropped the ACK: drop the request
                 res['no_child'] += 1
-                w(seg(ep['v6'], ep['src'], ep['dst'], ep['sport'], ep['dport'], ep['seq'], 0,
+                w(seg(ep['src'], ep['dst'], ep['sport'], ep['dport'], ep['seq'], 0,
                       0x04), 'rst')
         # junk to the established sockets
         for ep in matched:
@@ -390,7 +375,7 @@ def t_fuzz(ls, nseg, seed, batch=48, est_per_conn=10):
                 else:                            # RST far outside the window
                     fl, pay, seq = 0x04, b'', seq + (1 << 31)
                 opts = g.area(ep['sport'])
-                w(seg(ep['v6'], ep['src'], ep['dst'], ep['sport'], ep['dport'], seq, ack, fl,
+                w(seg(ep['src'], ep['dst'], ep['sport'], ep['dport'], seq, ack, fl,
                       opts, pay, doff=15 if (r.random() < 0.05) else None,
                       cut=r.randrange(1, 30) if r.random() < 0.03 else 0), 'est')
             drain(set(), quiet=0)       # keep the TUN queue short
@@ -551,14 +536,14 @@ def open_many(ls, n, chunk=100):
                 toa = T.toa_opt(200, a, sp)
                 want = (a, sp) if lst is ls[0] else ('::ffff:' + a, sp)
             in_syn = lst is ls[2]
-            os.write(T.tun_fd, T.tcp_packet(v6, src, dst, sp, dport, 1000, 0, 0x02,
+            os.write(T.tun_fd, T.tcp_packet(src, dst, sp, dport, 1000, 0, 0x02,
                                             b'\x02\x04\x05\xb4' + (toa if in_syn else b'')))
             real = ('::ffff:' + src if lst is ls[2] else src, sp)
-            eps.append((sp, v6, src, dst, dport, b'' if in_syn else toa, want, real))
+            eps.append((sp, src, dst, dport, b'' if in_syn else toa, want, real))
         isns = drain({e[0] for e in eps}, quiet=1.0, limit=20)
-        for sp, v6, src, dst, dport, ack_opts, _, _ in eps:
+        for sp, src, dst, dport, ack_opts, _, _ in eps:
             if sp in isns:
-                os.write(T.tun_fd, T.tcp_packet(v6, src, dst, sp, dport, 1001, isns[sp] + 1,
+                os.write(T.tun_fd, T.tcp_packet(src, dst, sp, dport, 1001, isns[sp] + 1,
                                                 0x10, ack_opts))
         byport = {e[0]: e for e in eps}
         for c, _ in accept_all(list(ls), quiet=1.0, expect=len(isns)):
@@ -566,7 +551,7 @@ def open_many(ls, n, chunk=100):
             if e is None:
                 c.close()
                 continue
-            out.append((c, e[6], e[7]))
+            out.append((c, e[5], e[6]))
         if not isns:
             raise RuntimeError('no SYN-ACK at all while opening connections')
     return out
@@ -619,7 +604,7 @@ def t_unload(ko, ls, cycles, hold):
         for _ in range(20):
             sp = next_port()
             pending.append(sp)
-            os.write(T.tun_fd, T.tcp_packet(False, T.P4, T.L4, sp, T.PORT4, 7, 0, 0x02,
+            os.write(T.tun_fd, T.tcp_packet(T.P4, T.L4, sp, T.PORT4, 7, 0, 0x02,
                                             T.toa_opt(200, '198.51.100.250', sp)))
         drain(set(), quiet=0.2)
         st = T.stats()
@@ -672,7 +657,7 @@ def t_unload(ko, ls, cycles, hold):
         for c, _, _ in held:
             c.close()
         for sp in pending:      # free the listener's request queue
-            os.write(T.tun_fd, T.tcp_packet(False, T.P4, T.L4, sp, T.PORT4, 8, 0, 0x04))
+            os.write(T.tun_fd, T.tcp_packet(T.P4, T.L4, sp, T.PORT4, 8, 0, 0x04))
         drain(set(), quiet=0.1)
         bad, nnew = dmesg_new_bad(before)
         T.check('unload %d: dmesg clean' % (cyc + 1), not bad, '; '.join(bad[:3]))

@@ -7,7 +7,8 @@
 #                                      handshakes, 200,000 held, rmmod under
 #                                      load; see vm_load.py and docs/load-test.md)
 # Installs the guest kernel's headers and a compiler in the guest, copies the
-# module source and the functional test, builds with warnings shown, runs
+# module source, the tests and the packet code they share with toa_probe
+# (module_utils/toa_packet.py), builds with warnings shown, runs
 # vm_toa_test.py.  Exit status is the test's.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +22,7 @@ vm() { python3 "$root/testbed/toavm.py" "$@"; }
 tar -C "$root/roles/toa/files" -czf /tmp/toa-src.$$.tgz toa-src
 vm copy-to "$name" /tmp/toa-src.$$.tgz /root/toa-src.tgz
 vm copy-to "$name" "$here/vm_toa_test.py" /root/vm_toa_test.py
+vm copy-to "$name" "$root/module_utils/toa_packet.py" /root/toa_packet.py
 vm copy-to "$name" "$here/vm_abuse.py" /root/vm_abuse.py
 vm copy-to "$name" "$here/vm_load.py" /root/vm_load.py
 vm copy-to "$name" "$here/toa_load_pump.c" /root/toa_load_pump.c

@@ -15,8 +15,6 @@ the initial namespace's.
 """
 import argparse
 import ctypes
-import fcntl
-import ipaddress
 import os
 import select
 import socket
@@ -25,9 +23,12 @@ import subprocess
 import sys
 import time
 
-TUNSETIFF = 0x400454ca
-IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
-CLONE_NEWNET = 0x40000000
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The packet code (module_utils/toa_packet.py in the tree) is shared with toa_probe:
+# vm_run.sh copies it beside this file into the guest.
+sys.path[:0] = [HERE, os.path.join(HERE, '..', '..', 'module_utils')]
+import toa_packet as P  # noqa: E402
+
 TUN = 'toat0'
 L4, P4 = '192.0.2.1', '192.0.2.2'          # listener / proxy (IPv4)
 L6, P6 = '2001:db8::1', '2001:db8::2'      # listener / proxy (IPv6)
@@ -89,47 +90,14 @@ def getp(name):
 
 # --------------------------------------------------------------------------
 # packets
-def csum(data):
-    if len(data) % 2:
-        data += b'\0'
-    s = sum(struct.unpack('!%dH' % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
+toa_opt = P.encode_toa_option
 
 
-def toa_opt(kind, addr, port):
-    a = ipaddress.ip_address(addr).packed
-    return struct.pack('!BBH', kind, 2 + 2 + len(a), port) + a
-
-
-def tcp_packet(v6, src, dst, sport, dport, seq, ack, flags, opts=b'', payload=b''):
-    opts = b'\x01' * (-len(opts) % 4) + opts   # NOP padding in front
-    doff = (20 + len(opts)) // 4
-    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
-    tcp = struct.pack('!HHIIHHHH', sport, dport, seq, ack, (doff << 12) | flags,
-                      65535, 0, 0) + opts + payload
-    if v6:
-        pseudo = s + d + struct.pack('!IxxxB', len(tcp), 6)
-    else:
-        pseudo = s + d + struct.pack('!xBH', 6, len(tcp))
-    c = csum(pseudo + tcp)
-    tcp = tcp[:16] + struct.pack('!H', c) + tcp[18:]
-    if v6:
-        return struct.pack('!IHBB', 6 << 28, len(tcp), 6, 64) + s + d + tcp
-    ip = struct.pack('!BBHHHBBH', 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0) + s + d
-    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
-    return ip + tcp
-
-
-def tcp_of(pkt):
-    """The TCP header and payload of an IPv4/IPv6 packet read from the TUN device, or None."""
-    ver = pkt[0] >> 4
-    if ver == 4 and pkt[9] == 6:
-        return pkt[(pkt[0] & 15) * 4:]
-    if ver == 6 and pkt[6] == 6:
-        return pkt[40:]
-    return None
+def tcp_packet(src, dst, sport, dport, seq, ack, flags, opts=b'', payload=b''):
+    """An IPv4 or IPv6 packet (by the addresses) as a proxy writes it: its options
+    aligned with NOPs in front."""
+    return P.build_packet(src, dst, sport, dport, seq, ack, flags,
+                          options=P.pad_options(opts, nop_front=True), payload=payload)
 
 
 def read_synack(sport, timeout=5.0):
@@ -139,13 +107,9 @@ def read_synack(sport, timeout=5.0):
         r, _, _ = select.select([tun_fd], [], [], max(0, end - time.time()))
         if not r:
             break
-        tcp = tcp_of(os.read(tun_fd, 65536))
-        if tcp is None:
-            continue
-        dport, seq = struct.unpack('!HI', tcp[2:8])
-        flags = tcp[13]
-        if dport == sport and flags & 0x12 == 0x12:
-            return seq
+        pkt = P.parse_packet(os.read(tun_fd, 65536))
+        if pkt and pkt['dport'] == sport and pkt['flags'] & 0x12 == 0x12:
+            return pkt['seq']
     raise RuntimeError('no SYN-ACK for port %d' % sport)
 
 
@@ -159,10 +123,10 @@ def handshake(listener, v6, syn_opts=b'', ack_opts=b'', src=None):
     dst = L6 if v6 else L4
     dport = listener.getsockname()[1]
     isn = 1000
-    os.write(tun_fd, tcp_packet(v6, src, dst, sport, dport, isn, 0, 0x02,
+    os.write(tun_fd, tcp_packet(src, dst, sport, dport, isn, 0, 0x02,
                                 b'\x02\x04\x05\xb4' + syn_opts))
     sisn = read_synack(sport)
-    os.write(tun_fd, tcp_packet(v6, src, dst, sport, dport, isn + 1, sisn + 1,
+    os.write(tun_fd, tcp_packet(src, dst, sport, dport, isn + 1, sisn + 1,
                                 0x10, ack_opts))
     listener.settimeout(5)
     conn, addr = listener.accept()
@@ -179,11 +143,8 @@ def peer(conn):
 # setup
 def enter_netns():
     global tun_fd
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), 'unshare')
-    tun_fd = os.open('/dev/net/tun', os.O_RDWR)
-    fcntl.ioctl(tun_fd, TUNSETIFF, struct.pack('16sH', TUN.encode(), IFF_TUN | IFF_NO_PI))
+    P.unshare(P.CLONE_NEWNET)
+    tun_fd = P.open_tun(TUN)
     sh('ip', 'link', 'set', 'lo', 'up')
     sh('ip', 'addr', 'add', L4 + '/24', 'dev', TUN)
     sh('ip', '-6', 'addr', 'add', L6 + '/64', 'dev', TUN, 'nodad')
@@ -382,14 +343,14 @@ def t_params(l4, l6, ld):
 # --------------------------------------------------------------------------
 # network namespaces: counters, quotas and the SYN stash are per namespace
 CLONE_NEWUSER = 0x10000000
-SETNS_NET = CLONE_NEWNET
+SETNS_NET = P.CLONE_NEWNET
 
 
 def _ns_setup(where, init_ns_fd):
     """In a forked child: move to @where ('init', 'new', 'user') and give it
     the same TUN and addresses this test uses, so 4-tuples collide."""
     global tun_fd
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = P.libc()
     if where == 'init':
         if libc.setns(init_ns_fd, SETNS_NET) != 0:
             raise OSError(ctypes.get_errno(), 'setns')
@@ -399,17 +360,15 @@ def _ns_setup(where, init_ns_fd):
         os.setgid(65534)
         os.setuid(65534)
         libc.prctl(4, 1, 0, 0, 0)   # PR_SET_DUMPABLE: /proc/self stays ours
-        if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), 'unshare(user|net)')
+        P.unshare(CLONE_NEWUSER | P.CLONE_NEWNET)
         for name, text in (('setgroups', 'deny'), ('uid_map', '0 65534 1'),
                            ('gid_map', '0 65534 1')):
             with open('/proc/self/' + name, 'w') as f:
                 f.write(text)
-    elif libc.unshare(CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), 'unshare(net)')
+    else:
+        P.unshare(P.CLONE_NEWNET)
     tun = 'toat0' if where != 'init' else 'toai0'
-    tun_fd = os.open('/dev/net/tun', os.O_RDWR)
-    fcntl.ioctl(tun_fd, TUNSETIFF, struct.pack('16sH', tun.encode(), IFF_TUN | IFF_NO_PI))
+    tun_fd = P.open_tun(tun)
     sh('ip', 'link', 'set', 'lo', 'up')
     sh('ip', 'addr', 'add', L4 + '/24', 'dev', tun)
     sh('ip', 'link', 'set', tun, 'up')
@@ -490,7 +449,7 @@ def ns_plant(tag, sport):
     lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lst.bind((L4, PORT4))
     lst.listen(16)
-    os.write(tun_fd, tcp_packet(False, P4, L4, sport, PORT4, 5, 0, 0x02,
+    os.write(tun_fd, tcp_packet(P4, L4, sport, PORT4, 5, 0, 0x02,
                                 b'\x02\x04\x05\xb4' + toa_opt(200, tag, 1)))
     read_synack(sport)
     st = stats()
@@ -583,7 +542,7 @@ def t_fastopen():
             s0 = stats()
             sp = next_sport[0]
             next_sport[0] += 1
-            syn = tcp_packet(False, P4, L4, sp, PORT_TFO, 1000, 0, 0x02,
+            syn = tcp_packet(P4, L4, sp, PORT_TFO, 1000, 0, 0x02,
                              b'\x02\x04\x05\xb4' + opts, payload=b'hello')
             os.write(tun_fd, syn)
             sa = read_synack(sp)
@@ -596,7 +555,7 @@ def t_fastopen():
                 check('fastopen_without_toa counted',
                       stats()['fastopen_without_toa'] == s0['fastopen_without_toa'] + 1)
             # the client resets: the socket (and its entry) dies now
-            os.write(tun_fd, tcp_packet(False, P4, L4, sp, PORT_TFO, 1006, sa + 1, 0x04))
+            os.write(tun_fd, tcp_packet(P4, L4, sp, PORT_TFO, 1006, sa + 1, 0x04))
             c.close()
     finally:
         lst.close()
@@ -817,7 +776,7 @@ def t_rmmod_live(ko, l4, l6, ld):
     # a SYN whose handshake never completes leaves a stash entry behind
     sp = next_sport[0]
     next_sport[0] += 1
-    os.write(tun_fd, tcp_packet(False, P4, L4, sp, PORT4, 5, 0, 0x02,
+    os.write(tun_fd, tcp_packet(P4, L4, sp, PORT4, 5, 0, 0x02,
                                 b'\x02\x04\x05\xb4' + toa_opt(200, '203.0.113.32', 1)))
     read_synack(sp)
     st = stats()

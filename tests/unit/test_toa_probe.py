@@ -1,14 +1,13 @@
-"""Unit tests for library/toa_probe.py: packets, checksums, parameters, verdicts, main().
+"""Unit tests for library/toa_probe.py: parameters, verdicts, main(), the child machinery.
+
+The packets it writes and reads are tested in test_toa_packet.py.
 
 No root, namespace or network needed: the fork/netns part is replaced by a fake outcome.
 """
 
-import binascii
 import contextlib
 import json
 import os
-import socket
-import struct
 import sys
 import time
 
@@ -18,221 +17,13 @@ LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '
 sys.path.insert(0, os.path.normpath(LIBRARY))
 
 import toa_probe as tp  # noqa: E402
+import toa_packet  # noqa: E402  (the same module as ansible.module_utils.toa_packet, see conftest.py)
 from ansible.module_utils import basic  # noqa: E402
 
 try:  # ansible-core >= 2.19
     from ansible.module_utils.testing import patch_module_args
 except ImportError:  # ansible-core 2.16 (legacy venv)
     patch_module_args = None
-
-
-# SYN-ACKs written by the Linux 6.18 kernel to the probe's TUN device (answers to the probe's
-# SYN with MSS 1460): their checksums were computed by the kernel, not by this code.
-KERNEL_SYNACK_V4 = binascii.unhexlify(
-    '4500002c000040004006b6c8c0000201c0000202d305b299b0ea2fec1910ba2d6012faf0df6d0000020405b4')
-KERNEL_SYNACK_V6 = binascii.unhexlify(
-    '600651700018064020010db800000000000000000000000120010db8000000000000000000000002'
-    'be79cb90d52751b69dda542b6012fd209ca60000020405a0')
-
-
-# ---------------------------------------------------------------------------
-# checksums
-# ---------------------------------------------------------------------------
-
-def test_checksum_rfc1071_example():
-    # RFC 1071 section 3: the words 0001 f203 f4f5 f6f7 sum to 0xddf2 (one's complement).
-    assert tp.inet_checksum(binascii.unhexlify('0001f203f4f5f6f7')) == 0xFFFF - 0xddf2
-
-
-def test_checksum_of_well_known_ipv4_header():
-    header = binascii.unhexlify('450000730000400040110000c0a80001c0a800c7')
-    assert tp.inet_checksum(header) == 0xb861
-    with_sum = header[:10] + struct.pack('!H', 0xb861) + header[12:]
-    assert tp.inet_checksum(with_sum) == 0
-
-
-def test_checksum_odd_length_pads_with_zero():
-    assert tp.inet_checksum(b'\x12\x34\x56') == tp.inet_checksum(b'\x12\x34\x56\x00')
-    assert tp.inet_checksum(b'') == 0xFFFF
-
-
-def test_kernel_synack_v4_checksums_match_ours():
-    packet = tp.parse_packet(KERNEL_SYNACK_V4)
-    assert packet['ip_checksum_ok'] and packet['tcp_checksum_ok']
-    # Rebuilding it from its fields reproduces the kernel's bytes, checksums included.
-    rebuilt = tp.build_packet(packet['src'], packet['dst'], packet['sport'], packet['dport'],
-                              packet['seq'], packet['ack'], packet['flags'],
-                              options=tp.mss_option(1460), window=packet['window'], ident=0)
-    assert rebuilt == KERNEL_SYNACK_V4
-
-
-def test_kernel_synack_v6_checksum_matches_ours():
-    packet = tp.parse_packet(KERNEL_SYNACK_V6)
-    assert packet['tcp_checksum_ok']
-    rebuilt = tp.build_packet(packet['src'], packet['dst'], packet['sport'], packet['dport'],
-                              packet['seq'], packet['ack'], packet['flags'],
-                              options=tp.mss_option(1440), window=packet['window'])
-    # Same TCP segment (checksum over the IPv6 pseudo-header); the kernel sets a flow label.
-    assert rebuilt[40:] == KERNEL_SYNACK_V6[40:]
-    assert rebuilt[4:40] == KERNEL_SYNACK_V6[4:40]
-
-
-def test_corrupted_segment_fails_checksum():
-    broken = bytearray(KERNEL_SYNACK_V4)
-    broken[-1] ^= 0x01
-    assert tp.parse_packet(bytes(broken))['tcp_checksum_ok'] is False
-
-
-def test_pseudo_headers():
-    v4 = tp.pseudo_header(b'\x01\x02\x03\x04', b'\x05\x06\x07\x08', 40)
-    assert v4 == b'\x01\x02\x03\x04\x05\x06\x07\x08\x00\x06\x00\x28'
-    v6 = tp.pseudo_header(b'\x00' * 16, b'\xff' * 16, 0x10203)
-    assert v6[32:] == b'\x00\x01\x02\x03\x00\x00\x00\x06'
-    with pytest.raises(ValueError):
-        tp.pseudo_header(b'\x00' * 4, b'\x00' * 16, 20)
-
-
-# ---------------------------------------------------------------------------
-# TOA option encoding
-# ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize('kind', [200, 254, 253])
-def test_ipv4_option_encoding(kind):
-    raw = tp.encode_toa_option(kind, '203.0.113.7', 4242)
-    assert raw == struct.pack('!BB', kind, 8) + b'\x10\x92' + b'\xcb\x00\x71\x07'
-    assert tp.decode_toa_option(raw) == (kind, '203.0.113.7', 4242)
-
-
-@pytest.mark.parametrize('kind', [253, 254])
-def test_ipv6_option_encoding(kind):
-    raw = tp.encode_toa_option(kind, '2001:db8:7::7', 4242)
-    assert len(raw) == 20
-    assert raw[:4] == struct.pack('!BBH', kind, 20, 4242)
-    assert raw[4:] == binascii.unhexlify('20010db8000700000000000000000007')
-    assert tp.decode_toa_option(raw) == (kind, '2001:db8:7::7', 4242)
-
-
-def test_option_encoding_rejects_bad_values():
-    with pytest.raises(ValueError):
-        tp.encode_toa_option(256, '203.0.113.7', 1)
-    with pytest.raises(ValueError):
-        tp.encode_toa_option(200, '203.0.113.7', 70000)
-    with pytest.raises(tp.ProbeError):
-        tp.encode_toa_option(200, 'not-an-address', 1)
-    with pytest.raises(ValueError):
-        tp.decode_toa_option(b'\xc8\x09' + b'\x00' * 6)
-
-
-@pytest.mark.parametrize('family,segments', [
-    ('ipv4', ('203.0.113.7', '192.0.2.2', '192.0.2.1')),
-    ('ipv6', ('2001:db8:7::7', '2001:db8::2', '2001:db8::1')),
-])
-def test_syn_with_mss_and_toa_round_trips(family, segments):
-    toa_address, src, dst = segments
-    kind = 200 if family == 'ipv4' else 254
-    toa = tp.encode_toa_option(kind, toa_address, 4242)
-    raw = tp.build_packet(src, dst, 40000, 8080, 0xFFFFFFFF, 0, tp.TCP_SYN,
-                          options=tp.mss_option() + toa, ident=7)
-    packet = tp.parse_packet(raw)
-    assert packet['version'] == (4 if family == 'ipv4' else 6)
-    assert (packet['src'], packet['dst']) == (src, dst)
-    assert (packet['sport'], packet['dport'], packet['seq'], packet['flags']) == (
-        40000, 8080, 0xFFFFFFFF, tp.TCP_SYN)
-    assert packet['ip_checksum_ok'] and packet['tcp_checksum_ok']
-    assert packet['options'] == [(2, b'\x05\xb4'), (kind, toa[2:])]
-    assert tp.decode_toa_option(struct.pack('!BB', kind, len(toa)) + packet['options'][1][1]) == (
-        kind, toa_address, 4242)
-
-
-def test_ack_with_payload_lengths():
-    toa = tp.encode_toa_option(200, '203.0.113.7', 4242)
-    raw = tp.build_packet('192.0.2.2', '192.0.2.1', 1, 2, 10, 20, tp.TCP_ACK | tp.TCP_PSH,
-                          options=toa, payload=b'hello')
-    assert struct.unpack('!H', raw[2:4])[0] == len(raw) == 20 + 20 + 8 + 5
-    assert raw[20 + 12] >> 4 == 7  # data offset: 28 bytes of header
-    packet = tp.parse_packet(raw)
-    assert packet['payload'] == b'hello' and packet['tcp_checksum_ok']
-    raw6 = tp.build_packet('2001:db8::2', '2001:db8::1', 1, 2, 10, 20, tp.TCP_ACK,
-                           options=tp.encode_toa_option(254, '2001:db8:7::7', 1), payload=b'x')
-    assert struct.unpack('!H', raw6[4:6])[0] == len(raw6) - 40 == 20 + 20 + 1
-
-
-def test_pad_options():
-    assert tp.pad_options(b'\x01\x01\x01') == b'\x01\x01\x01\x00'
-    assert tp.pad_options(b'') == b''
-    with pytest.raises(ValueError):
-        tp.pad_options(b'\x01' * 41)
-
-
-def test_build_packet_refuses_mixed_families():
-    with pytest.raises(ValueError):
-        tp.build_packet('192.0.2.2', '2001:db8::1', 1, 2, 0, 0, tp.TCP_SYN)
-
-
-# ---------------------------------------------------------------------------
-# parsing
-# ---------------------------------------------------------------------------
-
-def test_parse_tcp_options_handles_nop_eol_and_errors():
-    assert tp.parse_tcp_options(b'\x01\x01\x08\x0a' + b'\x00' * 8 + b'\x00\xff') == [
-        (8, b'\x00' * 8)]
-    with pytest.raises(ValueError):
-        tp.parse_tcp_options(b'\xc8')
-    with pytest.raises(ValueError):
-        tp.parse_tcp_options(b'\xc8\x01')
-    with pytest.raises(ValueError):
-        tp.parse_tcp_options(b'\xc8\x0a\x00')
-
-
-def test_parse_ignores_non_tcp_and_truncated():
-    assert tp.parse_packet(b'') is None
-    assert tp.parse_packet(KERNEL_SYNACK_V4[:30]) is None
-    udp = bytearray(KERNEL_SYNACK_V4)
-    udp[9] = 17
-    assert tp.parse_packet(bytes(udp)) is None
-    icmp6 = bytearray(KERNEL_SYNACK_V6)
-    icmp6[6] = 58
-    assert tp.parse_packet(bytes(icmp6)) is None
-    assert tp.parse_packet(b'\x50' + b'\x00' * 40) is None
-
-
-def test_parse_kernel_synack_fields():
-    packet = tp.parse_packet(KERNEL_SYNACK_V4)
-    assert packet['src'] == '192.0.2.1' and packet['dst'] == '192.0.2.2'
-    assert packet['flags'] == tp.TCP_SYN | tp.TCP_ACK
-    assert packet['options'] == [(2, b'\x05\xb4')]
-    assert packet['payload'] == b''
-    isn = (packet['ack'] - 1) & 0xFFFFFFFF
-    assert tp.is_synack_for(packet, '192.0.2.1', packet['sport'], '192.0.2.2', packet['dport'], isn)
-    assert not tp.is_synack_for(packet, '192.0.2.1', packet['sport'], '192.0.2.2', packet['dport'], isn + 1)
-    assert not tp.is_synack_for(packet, '192.0.2.1', packet['sport'] + 1, '192.0.2.2', packet['dport'], isn)
-    assert not tp.is_synack_for(packet, '192.0.2.1', packet['sport'], '192.0.2.9', packet['dport'], isn)
-    assert not tp.is_synack_for(None, '192.0.2.1', 1, '192.0.2.2', 2, 0)
-    six = tp.parse_packet(KERNEL_SYNACK_V6)
-    assert six['src'] == '2001:db8::1' and six['dst'] == '2001:db8::2'
-    assert tp.is_synack_for(six, '2001:DB8:0::1', six['sport'], '2001:db8::2', six['dport'],
-                            (six['ack'] - 1) & 0xFFFFFFFF)
-
-
-def test_isn_wraps_around():
-    raw = tp.build_packet('192.0.2.1', '192.0.2.2', 80, 40000, 5, 0, tp.TCP_SYN | tp.TCP_ACK)
-    assert tp.is_synack_for(tp.parse_packet(raw), '192.0.2.1', 80, '192.0.2.2', 40000, 0xFFFFFFFF)
-
-
-def test_describe_packet():
-    assert tp.describe_packet(KERNEL_SYNACK_V4) == '192.0.2.1.54021 > 192.0.2.2.45721 [SA]'
-    assert tp.describe_packet(KERNEL_SYNACK_V6).startswith('2001:db8::1.')
-    icmp6 = bytearray(KERNEL_SYNACK_V6)
-    icmp6[6] = 58
-    assert tp.describe_packet(bytes(icmp6)) == 'non-TCP IPv6 packet, protocol 58, 64 bytes'
-    assert tp.describe_packet(b'') == 'non-TCP IPv0 packet, protocol -1, 0 bytes'
-
-
-def test_reset_detection():
-    rst = tp.parse_packet(tp.build_packet('192.0.2.1', '192.0.2.2', 80, 40000, 0, 1,
-                                          tp.TCP_RST | tp.TCP_ACK))
-    assert tp.is_reset_for(rst, 80, 40000)
-    assert not tp.is_synack_for(rst, '192.0.2.1', 80, '192.0.2.2', 40000, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -295,14 +86,6 @@ def test_invalid_params(params, message):
 def test_fast_open_magic_warns():
     plan = tp.resolve_params({'family': 'ipv6', 'toa_port': 0xF989})
     assert 'Fast Open' in plan['warnings'][0]
-
-
-def test_address_helpers():
-    assert tp.v4_mapped('203.0.113.7') == '::ffff:203.0.113.7'
-    assert tp.same_address('::FFFF:203.0.113.7', '::ffff:cb00:7107')
-    assert not tp.same_address('203.0.113.7', '::ffff:203.0.113.7')
-    assert not tp.same_address('garbage', 'garbage')
-    assert tp.pack_address('192.0.2.1') == (socket.AF_INET, b'\xc0\x00\x02\x01')
 
 
 # ---------------------------------------------------------------------------
@@ -549,7 +332,7 @@ class FakeLibc(object):
     (22, 'this kernel has no network namespace support (CONFIG_NET_NS)'),
 ])
 def test_unshare_errors(monkeypatch, err, text):
-    monkeypatch.setattr(tp, '_libc', lambda: FakeLibc(err))
+    monkeypatch.setattr(toa_packet, 'libc', lambda: FakeLibc(err))
     with pytest.raises(tp.ProbeError) as info:
         tp._unshare_net()
     assert text in str(info.value)
