@@ -18,6 +18,7 @@ Usage (run as root):
   toavm.py up NAME --guest GUEST  start a guest, wait for SSH, print JSON state
   toavm.py ssh NAME [-- CMD...]   run a command (or a shell) in the guest
   toavm.py reset NAME             power-cycle the guest (reset button), wait for SSH
+  toavm.py diagnose NAME          a stuck guest: an emulator fault (stale code) or the kernel's?
   toavm.py copy-to NAME SRC DST   copy a file or directory into the guest
   toavm.py down NAME | --all      stop guests and remove their overlays
   toavm.py ls                     list running guests
@@ -31,6 +32,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -572,6 +574,77 @@ def cmd_down(args):
 
 
 
+def monitor(name, commands, pause=1.0):
+    """Send HMP commands to a guest's QEMU monitor; return the replies' text."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(5)
+    conn.connect(os.path.join(state_dir(name), "monitor.sock"))
+    out = b""
+    for c in [""] + list(commands):
+        if c.startswith("#sleep "):
+            time.sleep(float(c.split()[1]))
+            continue
+        conn.sendall(c.encode() + b"\n")
+        time.sleep(pause)
+        try:
+            while True:
+                d = conn.recv(65536)
+                if not d:
+                    break
+                out += d
+        except socket.timeout:
+            pass
+    conn.close()
+    return out.decode(errors="replace")
+
+
+def breakpoint_storm(int_log):
+    """From QEMU's `log int` output: {address: count} of breakpoint (#BP,
+    vector 3) exceptions taken in kernel mode."""
+    hits = {}
+    for m in re.finditer(r"v=03 e=[0-9a-f]+ i=\d cpl=0 IP=[0-9a-f]+:([0-9a-f]+)", int_log):
+        hits[int(m.group(1), 16)] = hits.get(int(m.group(1), 16), 0) + 1
+    return hits
+
+
+def memory_bytes(x_reply):
+    """The bytes of an HMP `x /Nxb ADDR` reply."""
+    return [int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})\b", x_reply.split(":", 1)[-1])]
+
+
+def cmd_diagnose(args):
+    """Tell a stuck guest's emulator fault from a kernel one: a vCPU that
+    keeps taking breakpoint exceptions where guest memory holds no int3
+    (0xcc) runs a stale translation of code another vCPU rewrote (ftrace,
+    kprobes and static keys patch code this way): QEMU's fault, and the
+    kernel's int3 handler retries it forever."""
+    load_state(args.name)
+    path = os.path.join(state_dir(args.name), "int.log")
+    if os.path.exists(path):
+        os.unlink(path)
+    monitor(args.name, ["logfile " + path, "log int", "#sleep %g" % args.seconds, "log none"])
+    with open(path, errors="replace") as f:
+        text = f.read()
+    os.unlink(path)
+    hits = breakpoint_storm(text)
+    if not hits:
+        print("toavm diagnose %s: no breakpoint exceptions in %g s" % (args.name, args.seconds))
+        return
+    fault = False
+    for addr, n in sorted(hits.items(), key=lambda kv: -kv[1])[:3]:
+        seen = []
+        for cpu in range(args.cpus):
+            reply = monitor(args.name, ["cpu %d" % cpu, "x /1xb 0x%x" % addr], pause=0.5)
+            got = memory_bytes(reply.rsplit("x /1xb", 1)[-1])
+            seen.append("%02x" % got[0] if got else "?")
+        stale = n >= 1000 and all(b not in ("cc", "?") for b in seen)
+        fault = fault or stale
+        print("toavm diagnose %s: %d breakpoint exceptions in %g s at 0x%x; memory there (per vCPU): %s%s"
+              % (args.name, n, args.seconds, addr, " ".join(seen),
+                 " -> EMULATOR FAULT: no int3 in memory, the vCPU runs a stale translation" if stale else ""))
+    sys.exit(3 if fault else 0)
+
+
 def cmd_reset(args):
     """Power-cycle a guest (QEMU's system_reset, like the reset button) and wait for SSH again."""
     st = load_state(args.name)
@@ -649,6 +722,11 @@ def main():
     p.add_argument("name")
     p.add_argument("--wait", type=int, default=600, help="seconds to wait for SSH (0: do not wait)")
     p.set_defaults(func=cmd_reset)
+    p = sub.add_parser("diagnose", help="tell an emulator fault from a kernel one in a stuck guest")
+    p.add_argument("name")
+    p.add_argument("--seconds", type=float, default=1.0, help="how long to log the vCPUs' exceptions")
+    p.add_argument("--cpus", type=int, default=2, help="vCPUs to read the memory through")
+    p.set_defaults(func=cmd_diagnose)
     p = sub.add_parser("ls")
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("guests")

@@ -51,3 +51,25 @@ def test_vcpu_threads_are_named_after_the_guest():
     # the starvation experiment (tests/kmod/vm_stall.sh) finds a vCPU thread by its name
     cmd = toavm.qemu_cmd("/run/g", "/run/g/o.qcow2", 2222, "tcg", 1024, 2)
     assert cmd[cmd.index("-name") + 1] == "g,debug-threads=on"
+
+
+# QEMU `log int` lines as a guest stuck in a stale int3 printed them (2026-12-01)
+INT_LOG = """\
+     2: v=03 e=0000 i=1 cpl=0 IP=0010:ffffffff9b719bd0 pc=ffffffff9b719bd0 SP=0018:ff599f7d007bfd28
+RAX=ffffffff9b719bd0 RBX=ff599f7d007bfd40 RCX=ff1803f5411be290 RDX=0000000000000001
+     3: v=03 e=0000 i=1 cpl=0 IP=0010:ffffffff9b719bd0 pc=ffffffff9b719bd0 SP=0018:ff599f7d007bfd28
+     4: v=ec e=0000 i=0 cpl=0 IP=0010:ffffffff9b719bd0 pc=ffffffff9b719bd0 SP=0018:ff599f7d007bfd28
+     5: v=03 e=0000 i=1 cpl=3 IP=0033:00007fd1ba01f857 pc=00007fd1ba01f857 SP=002b:00007ffd00000000
+"""
+
+
+def test_breakpoint_storm_counts_kernel_int3_per_address():
+    # the timer interrupt (v=ec) and a user-mode int3 (cpl=3) are not counted
+    assert toavm.breakpoint_storm(INT_LOG) == {0xffffffff9b719bd0: 2}
+    assert toavm.breakpoint_storm("") == {}
+
+
+def test_memory_bytes_reads_an_x_reply_not_the_echoed_address():
+    reply = " 0xffffffff9b719bd0\x1b[K\r\nffffffff9b719bd0: 0x0f 0x1f 0x44\r\n(qemu) "
+    assert toavm.memory_bytes(reply) == [0x0f, 0x1f, 0x44]
+    assert toavm.memory_bytes("ffffffff9b719bd0: 0xcc\r\n") == [0xcc]
