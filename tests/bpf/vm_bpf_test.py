@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
