@@ -59,9 +59,34 @@ def hs(listener, v6, **kw):
     return c, addr[:2], sp
 
 
+def t_refuses_other_object():
+    """The role writes OBJECT.sha256 from the build record; the loader must
+    refuse an object that does not match it, and load nothing."""
+    bad = '/root/toa-tampered.bpf.o'
+    with open(args.object, 'rb') as f:
+        data = bytearray(f.read())
+    data[-1] ^= 1
+    with open(bad, 'wb') as f:
+        f.write(data)
+    with open(args.object + '.sha256', 'rb') as f:
+        good_sum = f.read()
+    with open(bad + '.sha256', 'wb') as f:
+        f.write(good_sum)
+    r = subprocess.run(['python3', args.loader, 'load', '--object', bad, '--config', CONF],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    K.check('loader refuses an object whose sha256 is not the recorded one',
+            r.returncode != 0 and 'not loading it' in r.stderr and
+            not os.path.exists('/sys/fs/bpf/toa'), r.stderr.strip())
+    os.unlink(bad)
+    os.unlink(bad + '.sha256')
+
+
 def t_load():
     K.check('toa kernel module not loaded', not os.path.exists('/sys/module/toa'))
     ctl('unload')
+    with open(CONF, 'w') as f:
+        json.dump({}, f)
+    t_refuses_other_object()
     r = ctl('load')
     K.check('load: changed', r['changed'] is True, str(r))
     st = ctl('status')

@@ -29,6 +29,7 @@ if ! command -v bpftool >/dev/null; then
 	apt-get install -y -qq --no-install-recommends bpftool >/tmp/apt.log 2>&1 || { tail -20 /tmp/apt.log; exit 1; }
 fi
 echo \"$sha  /root/toa.bpf.o\" | sha256sum -c --quiet
+echo \"$sha  toa.bpf.o\" >/root/toa.bpf.o.sha256   # as the role writes it
 echo 'object in the guest: $sha (the committed one)'"
 limit=${TOA_BPF_TIMEOUT:-1800}
 rc=0
