@@ -253,12 +253,12 @@ ansible_facts:
           type: dict
         ebpf:
           description:
-            - The eBPF route on this host. C(possible) and C(problems) (why it cannot be taken:
+            - The eBPF route on this host. C(possible) and C(problems) (why it cannot be taken,
               kernel older than 5.10, no BTF, no cgroup v2, no bpffs, lockdown in
               confidentiality mode, the TOA module loaded); the readings C(btf), C(cgroup2) (the
               cgroup2 root, empty when none), C(bpffs), C(lockdown), C(module_loaded); and what
               the role installed, C(installed) (the loader and the systemd unit exist) and
-              C(status) (C(toa-bpf status): C(loaded), C(attached) per hook, C(counters)),
+              C(status) (what C(toa-bpf status) prints, with C(loaded), C(attached) per hook and C(counters)),
               null when the loader is absent or failed (C(status_error) says why).
           type: dict
 '''
