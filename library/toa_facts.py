@@ -638,7 +638,7 @@ def preflight_state(module, route):
     return readings
 
 
-EBPF_LOADER = "/usr/local/sbin/toa-bpf"
+EBPF_LOADER = "/usr/local/lib/toa/toa-bpf"
 EBPF_UNIT = "/etc/systemd/system/toa-bpf.service"
 
 
@@ -664,7 +664,8 @@ def ebpf_state(module, host):
                   and os.path.exists(host_path(EBPF_UNIT)),
                   "status": None, "status_error": None})
     if os.path.exists(host_path(EBPF_LOADER)):
-        rc, out, err = module.run_command([EBPF_LOADER, "status"])
+        python3 = module.get_bin_path("python3") or "/usr/bin/python3"
+        rc, out, err = module.run_command([python3, EBPF_LOADER, "status"])
         if rc == 0:
             try:
                 state["status"] = json.loads(out)
