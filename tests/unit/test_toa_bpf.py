@@ -186,6 +186,22 @@ def test_attached_ids_by_id_whatever_bpftool_calls_the_type():
     assert tb.attached_ids(new) == {7, 9}
 
 
+def test_detach_finds_ours_by_pin_id_or_name_in_both_bpftool_dialects():
+    show = [
+        {"id": 16, "attach_type": "sock_ops", "name": "toa_sockops"},
+        {"id": 17, "attach_type": "getpeername4", "name": "toa_getpeername"},    # 5.10, truncated
+        {"id": 18, "attach_type": "cgroup_inet6_getpeername", "name": "x"},     # by pin id
+        {"id": 30, "attach_type": "cgroup_inet4_connect", "name": "toa_sockops"},  # not a type of ours
+        {"id": 31, "attach_type": "cgroup_sock_ops", "name": "systemd_thing"},
+    ]
+    assert tb.ours_to_detach(show, {18}) == [("sock_ops", 16), ("getpeername4", 17),
+                                             ("getpeername6", 18)]
+
+
+def test_pin_aliases_cover_every_program():
+    assert set(tb.PIN_ALIASES) == set(name for _, name in tb.PROGRAMS)
+
+
 def test_hexwords():
     assert tb.hexwords(b"\x00\x0a\xff") == ["00", "0a", "ff"]
 
