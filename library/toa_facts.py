@@ -42,8 +42,10 @@ options:
         I(allow_older_kernel)), else C(module) (DKMS build) when possible, else C(kernel)
         (patched kernel built from source). A matching row that may not be installed and a host
         the module route cannot serve make C(route_error) say what to set.
+      - C(ebpf) (opt-in) attaches the TOA eBPF programs instead of a module; C(route_error) lists
+        every reason the host cannot take it (see C(ebpf.problems)).
     type: str
-    choices: [auto, package, module, kernel]
+    choices: [auto, package, module, kernel, ebpf]
     default: auto
   package_base_url:
     description: Where the vendor packages are downloaded from (http, https or file://).
@@ -249,8 +251,19 @@ ansible_facts:
               C(problems) (C({check, msg}) that stop the chosen route; empty when it may go
               ahead).
           type: dict
+        ebpf:
+          description:
+            - The eBPF route on this host. C(possible) and C(problems) (why it cannot be taken,
+              kernel older than 5.10, no BTF, no cgroup v2, no bpffs, lockdown in
+              confidentiality mode, the TOA module loaded); the readings C(btf), C(cgroup2) (the
+              cgroup2 root, empty when none), C(bpffs), C(lockdown), C(module_loaded); and what
+              the role installed, C(installed) (the loader and the systemd unit exist) and
+              C(status) (what C(toa-bpf status) prints, with C(loaded), C(attached) per hook and C(counters)),
+              null when the loader is absent or failed (C(status_error) says why).
+          type: dict
 '''
 
+import json
 import os
 import re
 
@@ -272,6 +285,10 @@ from ansible.module_utils.toa_route import (
     SEED_BASE_URL,
     STRATEGIES,
     RouteError,
+    bpffs_mounted,
+    cgroup2_root,
+    ebpf_route_problems,
+    parse_mounts,
     identify_host,
     is_toa_kernel,
     parse_dkms_status,
@@ -621,6 +638,44 @@ def preflight_state(module, route):
     return readings
 
 
+EBPF_LOADER = "/usr/local/lib/toa/toa-bpf"
+EBPF_UNIT = "/etc/systemd/system/toa-bpf.service"
+
+
+def ebpf_readings(name):
+    """What the eBPF route needs from this host (toa_route.ebpf_route_problems reads it)."""
+    mounts = parse_mounts(read_text("/proc/self/mounts", ""))
+    bpffs = bpffs_mounted(mounts) or os.path.isdir(host_path("/sys/fs/bpf"))  # mountable
+    return {
+        "btf": os.path.exists(host_path("/sys/kernel/btf/vmlinux")),
+        "cgroup2": cgroup2_root(mounts),
+        "bpffs": bool(bpffs),
+        "lockdown": parse_lockdown(read_text("/sys/kernel/security/lockdown")) or "",
+        "module_loaded": os.path.isdir(host_path("/sys/module/%s" % name)),
+    }
+
+
+def ebpf_state(module, host):
+    """The route's readings, problems and what the role installed (read-only)."""
+    problems = ebpf_route_problems(host)
+    state = dict(host.get("ebpf") or {})
+    state.update({"possible": not problems, "problems": problems,
+                  "installed": os.path.exists(host_path(EBPF_LOADER))
+                  and os.path.exists(host_path(EBPF_UNIT)),
+                  "status": None, "status_error": None})
+    if os.path.exists(host_path(EBPF_LOADER)):
+        python3 = module.get_bin_path("python3") or "/usr/bin/python3"
+        rc, out, err = module.run_command([python3, EBPF_LOADER, "status"])
+        if rc == 0:
+            try:
+                state["status"] = json.loads(out)
+            except ValueError:
+                state["status_error"] = "toa-bpf status printed no JSON: %r" % out[:200]
+        else:
+            state["status_error"] = (err or out).strip()[-500:]
+    return state
+
+
 def gather(module):
     params = module.params
     name = params["name"]
@@ -633,6 +688,7 @@ def gather(module):
     host = identify_host(os_release, redhat_release, machine, kernel, init_comm(),
                          kernel_version=read_text("/proc/sys/kernel/version", ""),
                          version_signature=read_text("/proc/version_signature", ""))
+    host["ebpf"] = ebpf_readings(name)
     route = None
     route_error = None
     try:
@@ -663,6 +719,7 @@ def gather(module):
         "route": route,
         "route_error": route_error,
         "preflight": preflight_state(module, route),
+        "ebpf": ebpf_state(module, host),
     }
 
 

@@ -16,7 +16,7 @@ import re
 # checksums published): users point toa_package_base_url at a mirror.
 SEED_BASE_URL = "http://toakernel-1253438722.cossh.myqcloud.com/"
 
-STRATEGIES = ("auto", "package", "module", "kernel")
+STRATEGIES = ("auto", "package", "module", "kernel", "ebpf")
 
 # Architectures the project builds and tests for.
 SUPPORTED_ARCHES = ("x86_64", "aarch64")
@@ -355,6 +355,76 @@ def module_route_problem(host):
     return None
 
 
+# The eBPF route (roles/toa/files/toa-bpf): header-option helpers and the
+# sockops callbacks with the segment are 5.10; getpeername hooks 5.8.
+EBPF_MIN_KERNEL = (5, 10)
+# The object is compiled for little-endian BPF (the byte order of x86_64 and
+# of aarch64 as Debian and Ubuntu run it).
+EBPF_ARCHES = ("x86_64", "aarch64")
+
+
+def parse_mounts(text):
+    """/proc/self/mounts -> list of (mount point, filesystem type)."""
+    out = []
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            out.append((fields[1].replace("\\040", " "), fields[2]))
+    return out
+
+
+def cgroup2_root(mounts):
+    """Where the cgroup2 hierarchy is mounted ("" when nowhere): /sys/fs/cgroup on
+    a unified host, /sys/fs/cgroup/unified on a hybrid one."""
+    points = [point for point, fstype in mounts if fstype == "cgroup2"]
+    for preferred in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        if preferred in points:
+            return preferred
+    return points[0] if points else ""
+
+
+def bpffs_mounted(mounts, path="/sys/fs/bpf"):
+    return any(point == path and fstype == "bpf" for point, fstype in mounts)
+
+
+def ebpf_route_problems(host):
+    """[] when the eBPF route can work on this host, else every reason why not.
+
+    Reads host["ebpf"], which toa_facts fills from the host: btf (the kernel
+    has /sys/kernel/btf/vmlinux: the verifier needs it for socket storage),
+    cgroup2 (the path of the cgroup2 hierarchy's root, "" when there is none),
+    bpffs (bpffs mounted at /sys/fs/bpf, or false when it is not and cannot
+    be), lockdown (the active mode of /sys/kernel/security/lockdown, "" when
+    the kernel has none), module_loaded (a TOA kernel module is loaded: both
+    would rewrite the same peers).
+    """
+    ebpf = host.get("ebpf") or {}
+    out = []
+    if host.get("arch") not in EBPF_ARCHES:
+        out.append("the eBPF route's object is built for %s only" % " and ".join(EBPF_ARCHES))
+    version = parse_kernel_version(host.get("kernel"))
+    if version is None:
+        out.append("the running kernel release %r cannot be parsed" % (host.get("kernel"),))
+    elif version[:2] < EBPF_MIN_KERNEL:
+        out.append("the eBPF route needs kernel >= %d.%d (TCP header-option access from sockops), "
+                   "this host runs %s" % (EBPF_MIN_KERNEL + (host.get("kernel"),)))
+    if not ebpf.get("btf"):
+        out.append("the kernel has no BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF): "
+                   "the verifier needs it for socket storage")
+    if not ebpf.get("cgroup2"):
+        out.append("no cgroup v2 hierarchy is mounted (cgroup v1 only): the programs attach to "
+                   "the cgroup2 root")
+    if not ebpf.get("bpffs", True):
+        out.append("bpffs is not available at /sys/fs/bpf (the programs are pinned there)")
+    if ebpf.get("lockdown") == "confidentiality":
+        out.append("the kernel is locked down in confidentiality mode, where loading these "
+                   "programs is not proven (integrity mode is)")
+    if ebpf.get("module_loaded"):
+        out.append("the TOA kernel module is loaded and would rewrite the same peers: remove it "
+                   "first (playbooks/remove.yml)")
+    return out
+
+
 def kernel_route_problem(host):
     """None when a patched kernel can be built from source for this host.
 
@@ -555,6 +625,13 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
             _fail(host, "toa_strategy is module but %s." % module_problem)
         return _module_route(strategy, "toa_strategy is module; building the TOA module with "
                                        "DKMS for kernel %s" % host.get("kernel"))
+    if strategy == "ebpf":
+        problems = ebpf_route_problems(host)
+        if problems:
+            _fail(host, "toa_strategy is ebpf but %s." % "; ".join(problems))
+        return {"route": "ebpf", "strategy": strategy, "package": None,
+                "reason": "toa_strategy is ebpf; attaching the TOA eBPF programs to the cgroup2 "
+                          "root (kernel %s, no module)" % host.get("kernel")}
     kernel_problem = kernel_route_problem(host)
     if strategy == "kernel":
         if kernel_problem:

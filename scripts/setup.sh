@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything this project needs on a fresh Debian 12 machine:
 # Debian packages (QEMU, debootstrap, GRUB tools, cross compiler for the
-# arm64 compile test), and three Python virtualenvs (current and legacy
+# arm64 compile test, clang and libbpf headers for the eBPF object), and three Python virtualenvs (current and legacy
 # ansible-core, and ansible-test 2.16 for the sanity tests on the legacy
 # Pythons) from pinned requirements.  Idempotent: reruns are fast.
 set -euo pipefail
@@ -14,7 +14,8 @@ debs=(qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-common fdisk
       make gcc libc6-dev bc flex bison libelf-dev libssl-dev
       gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
       chromium
-      patch rsync kmod cpio dpkg-dev fakeroot)
+      patch rsync kmod cpio dpkg-dev fakeroot
+      clang-14 llvm-14 libbpf-dev)
 missing=()
 for d in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q 'install ok installed' || missing+=("$d")

@@ -153,9 +153,9 @@ def test_src_version_matches_version_file(defaults):
 
 
 def test_route_task_file_for_every_route(options):
-    for route in ("package", "module", "kernel"):
+    for route in ("package", "module", "kernel", "ebpf"):
         assert os.path.exists(os.path.join(ROLE, "tasks", "route_%s.yml" % route)), route
-    assert set(options["toa_strategy"]["choices"]) == {"auto", "package", "module", "kernel"}
+    assert set(options["toa_strategy"]["choices"]) == {"auto", "package", "module", "kernel", "ebpf"}
 
 
 GEN_ROLE_DOCS = os.path.join(ROOT, "scripts", "gen_role_docs.py")
