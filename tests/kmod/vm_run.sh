@@ -66,5 +66,8 @@ if [ "$rc" != 0 ]; then
 	console="$TOA_CACHE/run/$name/console.log"
 	echo "vm_run.sh: $test failed (rc $rc); last kernel console lines of $name ($console):" >&2
 	tail -n 80 "$console" >&2 || true
+	# A guest stuck on a stale translation of code another vCPU rewrote is
+	# the emulator's fault, not the kernel's (docs/testing.md): say which.
+	timeout 120 python3 "$root/testbed/toavm.py" diagnose "$name" >&2 || true
 fi
 exit "$rc"
