@@ -291,10 +291,8 @@ stage:
 
 
 import errno
-import json
 import os
 import random
-import signal
 import socket
 import struct
 import time
@@ -303,15 +301,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.toa_packet import (
     CLONE_NEWNET, TCP_ACK, TCP_PSH, TCP_SYN, TFO_EXP_MAGIC, TUN_PATH, address_problem,
     attach_tun, build_packet, describe_packet, encode_toa_option, is_reset_for, is_synack_for,
-    libc, mss_option, pack_address, parse_packet, readable, same_address, unpack_address,
+    mss_option, pack_address, parse_packet, readable, same_address, unpack_address,
     unshare, v4_mapped)
+from ansible.module_utils.toa_child import ChildError, remaining, run_bounded
 
 # ---------------------------------------------------------------------------
 # Constants
 # ---------------------------------------------------------------------------
 
 TUN_NAME = 'toaprobe0'
-PR_SET_PDEATHSIG = 1
 
 LISTEN4 = '192.0.2.1'
 LISTEN6 = '2001:db8::1'
@@ -344,7 +342,7 @@ OPTION_SEGMENTS = {
 }
 
 
-class ProbeError(Exception):
+class ProbeError(ChildError):
     """A failure with a message meant for the operator."""
 
 
@@ -521,13 +519,6 @@ def _unshare_net():
         raise ProbeError('unshare(CLONE_NEWNET) failed: %s' % os.strerror(exc.errno))
 
 
-def _set_parent_death_signal():
-    try:
-        libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:
-        pass
-
-
 def _open_tun(name):
     try:
         fd = os.open(TUN_PATH, os.O_RDWR)
@@ -549,14 +540,6 @@ def _ip(module, ip_bin, args):
     rc, out, err = module.run_command(cmd, check_rc=False)
     if rc != 0:
         raise ProbeError('`%s` failed (rc=%s): %s' % (' '.join(cmd), rc, (err or out).strip()))
-
-
-def _remaining(deadline):
-    return max(0.0, deadline - time.time())
-
-
-def _select_read(fd, timeout):
-    return bool(readable([fd], timeout))
 
 
 def _child_probe(module, plan, report):
@@ -653,7 +636,7 @@ def _child_probe(module, plan, report):
             observed['syn_sent'] += 1
             interval = min(interval * 2, SYN_RETRY_MAX)
             next_syn = now + interval
-        if not _select_read(tun, max(0.0, min(next_syn, deadline) - time.time())):
+        if not readable([tun], max(0.0, min(next_syn, deadline) - time.time())):
             continue
         raw = os.read(tun, 65535)
         packet = parse_packet(raw)
@@ -671,7 +654,7 @@ def _child_probe(module, plan, report):
     report('accept')
     # If the final ACK is lost the listener retransmits its SYN-ACK: answer it again.
     while True:
-        ready = readable([listener.fileno(), tun], _remaining(deadline))
+        ready = readable([listener.fileno(), tun], remaining(deadline))
         if listener.fileno() in ready:
             break
         if not ready:
@@ -694,7 +677,7 @@ def _child_probe(module, plan, report):
         report('read')
         received = b''
         conn.setblocking(False)
-        while len(received) < len(PROBE_PAYLOAD) and _select_read(conn.fileno(), _remaining(deadline)):
+        while len(received) < len(PROBE_PAYLOAD) and readable([conn.fileno()], remaining(deadline)):
             chunk = conn.recv(len(PROBE_PAYLOAD) - len(received))
             if not chunk:
                 break
@@ -708,132 +691,14 @@ def _child_probe(module, plan, report):
     return observed
 
 
-def _child_main(module, plan, write_fd):
-    def send(message):
-        data = (json.dumps(message) + '\n').encode('utf-8')
-        while data:
-            data = data[os.write(write_fd, data):]
-
-    stage = {'name': 'start'}
-
-    def report(name):
-        stage['name'] = name
-        send({'stage': name})
-
-    try:
-        observed = _child_probe(module, plan, report)
-        send({'result': observed})
-    except ProbeError as exc:
-        send({'error': str(exc), 'stage': stage['name']})
-    except BaseException as exc:
-        send({'error': 'unexpected %s: %s' % (type(exc).__name__, exc), 'stage': stage['name']})
-
-
-def _quiet_stdio():
-    """Keep the child from writing into the module's JSON output."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    if devnull > 2:
-        os.close(devnull)
-
-
 def run_in_child(module, plan):
-    """Fork, run the probe in the child, collect its report; the child never outlives this."""
-    read_fd, write_fd = os.pipe()
-    parent = os.getpid()
-    started = time.time()
+    """The probe in a forked child (module_utils/toa_child): whatever it creates dies with it."""
     plan = dict(plan)
-    plan['child_deadline'] = started + plan['timeout'] * 0.8
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            try:
-                os.setpgid(0, 0)
-            except OSError:
-                pass
-            _set_parent_death_signal()
-            if os.getppid() != parent:
-                os._exit(0)  # the parent died before the death signal was armed
-            _quiet_stdio()
-            _child_main(module, plan, write_fd)
-        finally:
-            os._exit(0)
 
-    os.close(write_fd)
-    try:
-        os.setpgid(pid, pid)
-    except OSError:
-        pass
-    deadline = started + plan['timeout']
-    buf = b''
-    last_stage = 'start'
-    outcome = None
-    timed_out = False
-    finished = None
-    try:
-        while outcome is None:
-            left = _remaining(deadline)
-            if left <= 0 or not _select_read(read_fd, left):
-                timed_out = True
-                break
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            buf += chunk
-            while b'\n' in buf:
-                line, buf = buf.split(b'\n', 1)
-                message = json.loads(line.decode('utf-8'))
-                if 'stage' in message and 'error' not in message:
-                    last_stage = message['stage']
-                if 'result' in message or 'error' in message:
-                    outcome = message
-                    finished = time.time()
-    finally:
-        os.close(read_fd)
-        _reap(pid, kill=timed_out or outcome is None)
-    elapsed_ms = int(round(((finished or time.time()) - started) * 1000))
-    if timed_out:
-        outcome = {'error': 'the probe timed out after %s s while at stage "%s"; the child was '
-                            'killed' % (plan['timeout'], last_stage), 'stage': last_stage}
-    elif outcome is None:
-        outcome = {'error': 'the probe child exited without a result at stage "%s"' % last_stage,
-                   'stage': last_stage}
-    outcome['elapsed_ms'] = elapsed_ms
-    return outcome
-
-
-def _reap(pid, kill):
-    """Wait for the child; kill its whole process group first when asked or when it lingers."""
-    if kill:
-        _kill_group(pid)
-    for _attempt in range(200):
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-        except OSError as exc:
-            if exc.errno == errno.EINTR:
-                continue
-            return
-        if done:
-            return
-        time.sleep(0.005)
-    _kill_group(pid)
-    while True:
-        try:
-            os.waitpid(pid, 0)
-            return
-        except OSError as exc:
-            if exc.errno != errno.EINTR:
-                return
-
-
-def _kill_group(pid):
-    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        try:
-            target()
-        except OSError:
-            pass
+    def work(report, child_deadline):
+        plan['child_deadline'] = child_deadline
+        return _child_probe(module, plan, report)
+    return run_bounded(work, plan['timeout'], what='the probe')
 
 
 # ---------------------------------------------------------------------------

@@ -648,13 +648,7 @@ def cmd_diagnose(args):
 def cmd_reset(args):
     """Power-cycle a guest (QEMU's system_reset, like the reset button) and wait for SSH again."""
     st = load_state(args.name)
-    sock = os.path.join(state_dir(args.name), "monitor.sock")
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.settimeout(10)
-    conn.connect(sock)
-    conn.sendall(b"system_reset\n")
-    time.sleep(1)
-    conn.close()
+    monitor(args.name, ["system_reset"])
     log("reset %s (power cycle)" % args.name)
     if args.wait <= 0:
         return

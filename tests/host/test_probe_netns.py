@@ -154,13 +154,14 @@ REGISTER_MODULE_UTILS = textwrap.dedent('''
     import ansible.module_utils
 
     def register_module_utils(root):
-        name = 'ansible.module_utils.toa_packet'
-        spec = importlib.util.spec_from_file_location(
-            name, os.path.join(root, 'module_utils', 'toa_packet.py'))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-        ansible.module_utils.toa_packet = module
+        for short in ('toa_packet', 'toa_child'):
+            name = 'ansible.module_utils.' + short
+            spec = importlib.util.spec_from_file_location(
+                name, os.path.join(root, 'module_utils', short + '.py'))
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
+            setattr(ansible.module_utils, short, module)
 ''')
 RUN_MODULE = REGISTER_MODULE_UTILS + textwrap.dedent('''
     import runpy
