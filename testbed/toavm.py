@@ -466,14 +466,14 @@ def known_hosts_line(host, port, pubkey):
     return "%s %s %s\n" % (addr, fields[0], fields[1])
 
 
-def known_hosts_text(name, port, pubkey):
+def known_hosts_text(name, guest, port, pubkey):
     """The whole known_hosts file of guest NAME: a comment saying what a
     mismatch means (ssh names this file when it refuses) and the key line."""
     return ("# SSH host key of test-bed guest %s, generated and recorded by `testbed/toavm.py up %s`.\n"
             "# If ssh reports that it changed, whatever answers on port %d is not the guest\n"
             "# toavm started (or this file was edited): do not edit it, recreate the guest:\n"
-            "#   testbed/toavm.py down %s && testbed/toavm.py up %s --guest GUEST\n"
-            % (name, name, int(port), name, name)) + known_hosts_line("127.0.0.1", port, pubkey)
+            "#   testbed/toavm.py down %s && testbed/toavm.py up %s --guest %s\n"
+            % (name, name, int(port), name, name, guest)) + known_hosts_line("127.0.0.1", port, pubkey)
 
 
 def host_key_options(known_hosts):
@@ -497,7 +497,7 @@ def state_known_hosts(state):
     return kh
 
 
-def make_host_key(d, name, port):
+def make_host_key(d, name, guest, port):
     """A fresh ed25519 host key for guest NAME: the private key padded into
     the small disk image QEMU hands the guest (HOSTKEY_SERIAL), the public
     key recorded in d/known_hosts for [127.0.0.1]:PORT.  Returns both paths."""
@@ -517,7 +517,7 @@ def make_host_key(d, name, port):
         f.write(secret + b"\0" * (HOSTKEY_DISK_SIZE - len(secret)))
     os.unlink(key)  # the disk holds the only copy the guest needs
     with open(key + ".pub") as f:
-        text = known_hosts_text(name, port, f.read())
+        text = known_hosts_text(name, guest, port, f.read())
     kh = known_hosts_path(name)
     write(kh, text, 0o644)
     return disk, kh
@@ -599,14 +599,17 @@ def qemu_cmd(d, image_overlay, port, accel, mem, smp, icount=None, hostkey_disk=
     # look (top -H, /proc/PID/task/*/comm) tells which guest CPU starves.
     return ["qemu-system-x86_64", "-name", "%s,debug-threads=on" % os.path.basename(d), *cpu,
             "-m", str(mem), "-smp", str(smp),
-            "-drive", "file=%s,if=virtio,cache=unsafe,discard=unmap" % image_overlay,
+            # bootindex: SeaBIOS boots the first disk only, and the key
+            # disk below must not take that place.
+            "-drive", "file=%s,if=none,id=root,cache=unsafe,discard=unmap" % image_overlay,
+            "-device", "virtio-blk-pci,drive=root,bootindex=0",
             # restrict=on: the guest reaches nothing but the SSH forward and
             # the package proxy.
             "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,guestfwd=tcp:%s:%d-cmd:%s"
             % ((port,) + GUEST_PROXY + (proxy_cmd(),)),
             "-device", "virtio-net-pci,netdev=n0",
             # The guest's SSH host key (make_host_key), read by the image's
-            # toa-hostkey unit; after the root disk, which stays vda.
+            # toa-hostkey unit, which finds it by its serial.
             *(["-drive", "file=%s,if=none,id=toahostkey,format=raw,readonly=on" % hostkey_disk,
                "-device", "virtio-blk-pci,drive=toahostkey,serial=" + HOSTKEY_SERIAL]
               if hostkey_disk else []),
@@ -629,7 +632,7 @@ def start(name, guest, accel, mem, smp, boot_timeout, icount=None):
     overlay = os.path.join(d, "overlay.qcow2")
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay])
     port = free_port()
-    disk, kh = make_host_key(d, name, port)
+    disk, kh = make_host_key(d, name, guest, port)
     q = subprocess.run(qemu_cmd(d, overlay, port, accel, mem, smp, icount, hostkey_disk=disk),
                        capture_output=True, text=True)
     if q.returncode != 0:
@@ -729,21 +732,23 @@ def cmd_ssh(args):
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         os.execvp("ssh", ssh_base(st)[:-1] + ["-t", "root@127.0.0.1"])
-    rc = subprocess.run(ssh_base(st) + [" ".join(cmd) if len(cmd) > 1 else cmd[0]]).returncode
-    explain_ssh_failure(st, rc)
-    sys.exit(rc)
+    sys.exit(run_explained(st, ssh_base(st) + [" ".join(cmd) if len(cmd) > 1 else cmd[0]]))
 
 
-def explain_ssh_failure(state, rc):
-    """After ssh or scp failed on their own (rc 255; their stderr went to the
-    user as it came): say so clearly when the cause was the host key."""
-    if rc != 255:
-        return
-    probe = subprocess.run(ssh_base(state) + ["true"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
-    refused = host_key_refused(state, probe.stderr)
+def run_explained(state, argv):
+    """Run ssh or scp with its stderr passed on as it comes; when it failed
+    on its own (rc 255) because of the host key, say what that means."""
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    tail = []
+    for line in iter(p.stderr.readline, b""):
+        sys.stderr.buffer.write(line)
+        sys.stderr.flush()
+        tail = (tail + [line])[-50:]
+    rc = p.wait()
+    refused = rc == 255 and host_key_refused(state, b"".join(tail).decode(errors="replace"))
     if refused:
         log(refused.replace("toavm: ", "", 1))
+    return rc
 
 
 def scp_base(state):
@@ -752,9 +757,7 @@ def scp_base(state):
 
 def cmd_copy_to(args):
     st = load_state(args.name)
-    rc = subprocess.run(scp_base(st) + [args.src, "root@127.0.0.1:" + args.dst]).returncode
-    explain_ssh_failure(st, rc)
-    sys.exit(rc)
+    sys.exit(run_explained(st, scp_base(st) + [args.src, "root@127.0.0.1:" + args.dst]))
 
 
 def cmd_down(args):

@@ -41,6 +41,21 @@ def ssh_common_args(known_hosts):
             % known_hosts)
 
 
+def host_vars(name, st):
+    """How Ansible reaches guest NAME (its toavm.py state ST)."""
+    return {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": st["port"],
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": st["key"],
+        # The path, not the state's field: a guest from an older
+        # toavm.py has no file there and is refused, never unchecked.
+        "ansible_ssh_common_args": ssh_common_args(os.path.join(RUN, name, "known_hosts")),
+        "ansible_python_interpreter": st.get("python", "/usr/bin/python3"),
+        "toa_testbed_guest": st["guest"],
+    }
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -60,17 +75,7 @@ def inventory():
             st = json.load(f)
         if not alive(st["pid"]):
             continue
-        hostvars[name] = {
-            "ansible_host": "127.0.0.1",
-            "ansible_port": st["port"],
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": st["key"],
-            # The path, not the state's field: a guest from an older
-            # toavm.py has no file there and is refused, never unchecked.
-            "ansible_ssh_common_args": ssh_common_args(os.path.join(RUN, name, "known_hosts")),
-            "ansible_python_interpreter": st.get("python", "/usr/bin/python3"),
-            "toa_testbed_guest": st["guest"],
-        }
+        hostvars[name] = host_vars(name, st)
         groups["toa_servers"].append(name)
         groups.setdefault("guest_" + st["guest"], []).append(name)
     out = {g: {"hosts": h} for g, h in groups.items()}

@@ -61,12 +61,12 @@ def test_known_hosts_line_refuses_what_is_not_a_public_key():
 
 
 def test_known_hosts_file_says_what_to_do_and_holds_one_key():
-    text = toavm.known_hosts_text("hk-1", 40123, PUB)
+    text = toavm.known_hosts_text("hk-1", "ubuntu1604", 40123, PUB)
     lines = text.splitlines()
     keys = [ln for ln in lines if not ln.startswith("#")]
     assert keys == ["[127.0.0.1]:40123 ssh-ed25519 " + PUB.split()[1]]
     comment = "\n".join(ln for ln in lines if ln.startswith("#"))
-    assert "toavm.py down hk-1 && testbed/toavm.py up hk-1" in comment
+    assert "toavm.py down hk-1 && testbed/toavm.py up hk-1 --guest ubuntu1604" in comment
     assert "port 40123" in comment
 
 
@@ -74,7 +74,7 @@ def test_make_host_key_records_the_key_the_disk_carries(tmp_path, monkeypatch):
     monkeypatch.setattr(toavm, "RUN", str(tmp_path))
     d = tmp_path / "g"
     d.mkdir()
-    disk, kh = toavm.make_host_key(str(d), "g", 40123)
+    disk, kh = toavm.make_host_key(str(d), "g", "debian12", 40123)
     assert kh == str(tmp_path / "g" / "known_hosts") == toavm.known_hosts_path("g")
     raw = open(disk, "rb").read()
     assert len(raw) == toavm.HOSTKEY_DISK_SIZE and oct(os.stat(disk).st_mode & 0o777) == "0o600"
@@ -91,7 +91,7 @@ def test_make_host_key_records_the_key_the_disk_carries(tmp_path, monkeypatch):
     # No second copy of the private key is left beside the disk.
     assert sorted(os.listdir(d)) == ["hostkey.disk", "known_hosts", "ssh_host_ed25519_key.pub"]
     # A second `up` of the same name gets a new key.
-    toavm.make_host_key(str(d), "g", 40124)
+    toavm.make_host_key(str(d), "g", "debian12", 40124)
     assert open(disk, "rb").read().rstrip(b"\0") != secret
 
 
@@ -155,12 +155,15 @@ def test_waiting_for_ssh_stops_at_a_refused_key(tmp_path, monkeypatch):
     assert toavm.ssh_ok(state) is False
 
 
-def test_qemu_hands_the_key_disk_in_read_only_after_the_root_disk():
+def test_qemu_hands_the_key_disk_in_read_only_and_boots_the_root_disk():
     cmd = toavm.qemu_cmd("/run/g", "/run/g/o.qcow2", 2222, "tcg", 1024, 2, hostkey_disk="/run/g/hostkey.disk")
     drives = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-drive"]
-    assert drives[0].startswith("file=/run/g/o.qcow2,")
+    assert drives[0].startswith("file=/run/g/o.qcow2,if=none,id=root,")
     assert drives[1] == "file=/run/g/hostkey.disk,if=none,id=toahostkey,format=raw,readonly=on"
-    assert "virtio-blk-pci,drive=toahostkey,serial=toa-hostkey" in cmd
+    devices = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-device"]
+    # SeaBIOS boots the first disk only: the root disk is named first by bootindex.
+    assert "virtio-blk-pci,drive=root,bootindex=0" in devices
+    assert "virtio-blk-pci,drive=toahostkey,serial=toa-hostkey" in devices
     assert "-drive" in toavm.qemu_cmd("/run/g", "/o", 2222, "tcg", 1024, 2)
     assert not any("toahostkey" in a for a in toavm.qemu_cmd("/run/g", "/o", 2222, "tcg", 1024, 2))
 
@@ -257,3 +260,19 @@ def test_baseline_needs_the_known_hosts_file(tmp_path):
     proc = subprocess.run(["bash", os.path.join(ROOT, "bench", "baseline.sh"), "40000", "/k",
                            str(tmp_path / "none")], capture_output=True, text=True)
     assert proc.returncode == 2 and "no recorded host key" in proc.stderr
+
+
+def test_toavm_ssh_passes_stderr_on_and_explains_a_refused_key(tmp_path, capfd):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("x\n")
+    state = dict(STATE, known_hosts=str(kh))
+    fake = ["sh", "-c", "echo out; echo 'Host key verification failed.' >&2; exit 255"]
+    assert toavm.run_explained(state, fake) == 255
+    out, err = capfd.readouterr()
+    assert out == "out\n"
+    assert err.startswith("Host key verification failed.\n")
+    assert "toavm: guest hk-1: the SSH host key on port 40123 is not the one recorded" in err
+    # Any other failure, or the remote command's own exit code, is passed on unexplained.
+    assert toavm.run_explained(state, ["sh", "-c", "echo 'Connection refused' >&2; exit 255"]) == 255
+    assert toavm.run_explained(state, ["sh", "-c", "echo 'Host key verification failed.' >&2; exit 3"]) == 3
+    assert "toavm:" not in capfd.readouterr().err
