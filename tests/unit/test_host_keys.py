@@ -276,3 +276,20 @@ def test_toavm_ssh_passes_stderr_on_and_explains_a_refused_key(tmp_path, capfd):
     assert toavm.run_explained(state, ["sh", "-c", "echo 'Connection refused' >&2; exit 255"]) == 255
     assert toavm.run_explained(state, ["sh", "-c", "echo 'Host key verification failed.' >&2; exit 3"]) == 3
     assert "toavm:" not in capfd.readouterr().err
+
+
+def test_failure_cases_inventory_checks_the_recorded_key(tmp_path):
+    # molecule/failures/cases.py writes its own INI inventory for site.yml runs.
+    cases = _load("cases", "molecule/failures/cases.py")
+    kh = tmp_path / "known_hosts"
+    kh.write_text("[127.0.0.1]:40123 ssh-ed25519 AAAA\n")
+    guest = object.__new__(cases.Guest)
+    guest.name, guest.state = "molecule-failures-debian12", dict(STATE, known_hosts=str(kh))
+    path = guest.inventory(str(tmp_path))
+    program = os.path.join(os.path.dirname(sys.executable), "ansible-inventory")
+    proc = subprocess.run([program if os.path.exists(program) else "ansible-inventory", "-i", path, "--list"],
+                          capture_output=True, text=True, check=True)
+    host = json.loads(proc.stdout)["_meta"]["hostvars"]["molecule-failures-debian12"]
+    assert options(host["ansible_ssh_common_args"]) == {
+        "UserKnownHostsFile": str(kh), "GlobalKnownHostsFile": "/dev/null", "StrictHostKeyChecking": "yes"}
+    assert "HOST_KEY_CHECKING" not in open(os.path.join(ROOT, "molecule", "failures", "cases.py")).read()
