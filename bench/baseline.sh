@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # The bare-minimum TOA install that the role's first converge (module route)
 # is compared with, over ONE ssh connection:
-#   bench/baseline.sh PORT KEY [HOST] [USER]
+#   bench/baseline.sh PORT KEY KNOWN_HOSTS [HOST] [USER]
 # Installs the running kernel's headers and a compiler, builds toa.ko from
 # roles/toa/files/toa-src, installs it under /lib/modules, loads it with the
 # role's default parameters and writes the autoload files the role writes
 # (/etc/modules-load.d/toa.conf, /etc/modprobe.d/toa.conf). No DKMS, no
 # verification, no idempotence: it is a stopwatch baseline, not an installer.
 set -euo pipefail
-if [ $# -lt 2 ]; then
-	echo "usage: $0 PORT KEY [HOST] [USER]   (the SSH port and key toavm.py up printed)" >&2
+if [ $# -lt 3 ]; then
+	echo "usage: $0 PORT KEY KNOWN_HOSTS [HOST] [USER]   (port, key and known_hosts as toavm.py up printed them)" >&2
 	exit 2
 fi
-port=$1 key=$2 host=${3:-127.0.0.1} user=${4:-root}
+# The guest's host key is checked strictly against KNOWN_HOSTS (the file
+# testbed/toavm.py recorded when it started the guest).
+port=$1 key=$2 known_hosts=$3 host=${4:-127.0.0.1} user=${5:-root}
+[ -s "$known_hosts" ] || { echo "$0: no recorded host key in $known_hosts" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 src="$here/../roles/toa/files/toa-src"
 [ -f "$src/Kbuild" ] || { echo "$0: no module source at $src" >&2; exit 2; }
@@ -49,5 +52,6 @@ echo "baseline: toa loaded on $rel (apt $((t1 - t0)) s, build $((t2 - t1)) s, in
 EOS
 }
 
-remote | ssh -T -p "$port" -i "$key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+remote | ssh -T -p "$port" -i "$key" -o UserKnownHostsFile="$known_hosts" -o GlobalKnownHostsFile=/dev/null \
+	-o StrictHostKeyChecking=yes \
 	-o LogLevel=ERROR -o ConnectTimeout=60 "$user@$host" bash -s

@@ -45,7 +45,6 @@ TOAVM = os.path.join(ROOT, 'testbed', 'toavm.py')
 BASELINE = os.path.join(ROOT, 'bench', 'baseline.sh')
 VM_TEST = os.path.join(ROOT, 'tests', 'kmod', 'vm_toa_test.py')
 PACKET = os.path.join(ROOT, 'module_utils', 'toa_packet.py')
-SSH_ARGS = '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
 PARTS = ('first', 'scale', 'hook')
 # QEMU -icount shift: each guest instruction advances the guest clock by
 # 2**shift ns (4 ns: about what this host emulates per instruction)
@@ -116,6 +115,20 @@ def parse_measures(output):
     return out
 
 
+def host_key_args(state):
+    """ssh options that check the guest's host key strictly against the
+    known_hosts testbed/toavm.py recorded when it started the guest.  Every
+    alias reaches the same [127.0.0.1]:PORT, so one file serves them all."""
+    known_hosts = state.get('known_hosts')
+    if not known_hosts:
+        raise ValueError('guest %s has no recorded host key (started by an older toavm.py?): '
+                         'recreate it' % state.get('name', '?'))
+    if any(c.isspace() for c in known_hosts):
+        raise ValueError('unusable known_hosts path %r' % known_hosts)
+    return ('-o UserKnownHostsFile=%s -o GlobalKnownHostsFile=/dev/null '
+            '-o StrictHostKeyChecking=yes' % known_hosts)
+
+
 def alias_inventory(state, count, prefix, control_dir=None):
     """Inventory (dict, YAML/JSON-ready) of @count distinct names for one guest.
 
@@ -129,7 +142,7 @@ def alias_inventory(state, count, prefix, control_dir=None):
     hosts = {}
     for i in range(1, count + 1):
         name = '%s%0*d' % (prefix, width, i)
-        args = SSH_ARGS
+        args = host_key_args(state)
         if control_dir:
             args += ' -o ControlPath=%s/%d' % (control_dir, i)
         hosts[name] = {
@@ -424,7 +437,8 @@ class Bench:
     # figures -----------------------------------------------------------------
     def one_baseline(self, rep):
         self.fresh_guest()
-        rc, text, secs = self.run(['bash', BASELINE, str(self.state['port']), self.state['key']],
+        rc, text, secs = self.run(['bash', BASELINE, str(self.state['port']), self.state['key'],
+                                   self.state['known_hosts']],
                                   'baseline-%d' % rep)
         if rc != 0:
             self.error('baseline.sh, repetition %d' % rep, text)

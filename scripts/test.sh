@@ -79,6 +79,9 @@ if [ "$vm" = 1 ]; then
 	# and a shortened load test.
 	stage "kernel module in a Debian 12 guest: functional checks, abuse (seeded), load"
 	python3 testbed/toavm.py up molecule-kmod --guest debian12 >/dev/null
+	# SSH host keys (about 1 min): the key toavm.py recorded is checked, a
+	# changed one is refused by ansible and by toavm.py (docs/testing.md).
+	python3 testbed/hostkey_check.py molecule-kmod
 	bash tests/kmod/vm_run.sh molecule-kmod
 	# Shortened in CI (20,000 segments, 2 unload cycles: about 30 s). The full
 	# size (`vm_run.sh NAME --abuse`: 100,000 segments, 5 cycles, about 2 min

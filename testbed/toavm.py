@@ -105,6 +105,65 @@ GUESTS = {
     "ubuntu2404": _ubuntu("noble", script="gutsy"),
 }
 
+# SSH host keys.  An image carries no host key of its own (copies of one
+# image would all share it).  `up` generates a fresh ed25519 key for each
+# guest on the host, records its public half in the guest's known_hosts
+# (run/NAME/known_hosts) before the guest boots, and hands the private half in
+# on a small read-only virtio disk with this serial; a unit in the image
+# (HOSTKEY_UNIT, HOSTKEY_SCRIPT) installs it before sshd starts.  So the host
+# knows the key out of band, never by trusting the first answer on the port.
+# A virtio disk and not QEMU's fw_cfg: xenial's 4.4 kernel has no
+# qemu_fw_cfg driver (it came with 4.6).
+HOSTKEY_SERIAL = "toa-hostkey"
+HOSTKEY_DISK_SIZE = 4096
+HOSTKEY_SCRIPT = r"""#!/bin/sh
+# Installed by testbed/toavm.py: put the SSH host key toavm.py generated for
+# this guest in place before sshd starts.  The key comes on a read-only virtio
+# disk whose serial is toa-hostkey: the key file padded with zero bytes.
+set -eu
+dev=""
+tries=0
+while [ -z "$dev" ] && [ "$tries" -lt 30 ]; do
+    for s in /sys/block/*/serial; do
+        [ -r "$s" ] || continue
+        if [ "$(cat "$s")" = toa-hostkey ]; then
+            dev="/dev/$(basename "$(dirname "$s")")"
+        fi
+    done
+    [ -n "$dev" ] || { tries=$((tries + 1)); sleep 1; }
+done
+if [ -z "$dev" ]; then
+    echo "toa-hostkey: no disk with serial toa-hostkey; sshd has no host key." \
+         "Start this guest with testbed/toavm.py up, which hands one in." >&2
+    exit 1
+fi
+umask 077
+tr -d '\000' < "$dev" > /etc/ssh/ssh_host_ed25519_key.toa
+# ssh-keygen -y refuses anything that is not a private key.
+ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key.toa > /etc/ssh/ssh_host_ed25519_key.pub.toa
+chmod 644 /etc/ssh/ssh_host_ed25519_key.pub.toa
+mv -f /etc/ssh/ssh_host_ed25519_key.toa /etc/ssh/ssh_host_ed25519_key
+mv -f /etc/ssh/ssh_host_ed25519_key.pub.toa /etc/ssh/ssh_host_ed25519_key.pub
+echo "toa-hostkey: installed $(ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub)"
+"""
+HOSTKEY_UNIT = """[Unit]
+Description=SSH host key handed in by testbed/toavm.py
+DefaultDependencies=no
+After=local-fs.target
+Before=ssh.service ssh.socket sshd.service
+ConditionPathExists=/usr/local/sbin/toa-hostkey
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/toa-hostkey
+StandardOutput=journal+console
+StandardError=journal+console
+
+[Install]
+WantedBy=multi-user.target
+"""
+
 # The Python Ansible should use on a guest (the inventory's
 # ansible_python_interpreter) where it is not /usr/bin/python3. Kept out of
 # GUESTS so that it is not part of the image key. Xenial's Python 3.5 is older
@@ -146,6 +205,7 @@ def image_key(guest):
     # wrapped differently does not make a new image.
     for fn in (build_image, _configure_rootfs, _install_bootloader):
         h.update(ast.dump(ast.parse(textwrap.dedent(inspect.getsource(fn)))).encode())
+    h.update((HOSTKEY_SCRIPT + HOSTKEY_UNIT).encode())
     h.update(ensure_key().encode())
     return h.hexdigest()[:16]
 
@@ -228,6 +288,19 @@ def _configure_rootfs(root, guest, r, pubkey):
     if not os.path.isdir(root + "/etc/ssh/sshd_config.d"):
         with open(root + "/etc/ssh/sshd_config", "a") as f:
             f.write("\nUseDNS no\n")
+    # Host keys: one ed25519 key per guest, installed at boot by the
+    # toa-hostkey unit from what `up` hands in; the keys openssh-server's
+    # postinst generated here would be shared by every guest of the image.
+    with open(root + "/etc/ssh/sshd_config") as f:
+        lines = [ln for ln in f.read().splitlines() if not re.match(r"\s*HostKey\s", ln)]
+    lines.append("HostKey /etc/ssh/ssh_host_ed25519_key")
+    write(root + "/etc/ssh/sshd_config", "\n".join(lines) + "\n")
+    for old in os.listdir(root + "/etc/ssh"):
+        if old.startswith("ssh_host_"):
+            os.unlink(os.path.join(root, "etc/ssh", old))
+    write(root + "/usr/local/sbin/toa-hostkey", HOSTKEY_SCRIPT, 0o755)
+    write(root + "/etc/systemd/system/toa-hostkey.service", HOSTKEY_UNIT)
+    chroot(root, "systemctl", "enable", "toa-hostkey.service")
     # Kernels the guest installs later get a small initramfs built for the
     # guest's own hardware (14 min -> 2.5 min under emulation); the image's
     # first initramfs is built in a host chroot, where "dep" would size it
@@ -378,25 +451,121 @@ def load_state(name):
         return json.load(f)
 
 
-def ssh_base(state):
+def known_hosts_path(name):
+    """Where `up` records guest NAME's SSH host key (the guest's state dir)."""
+    return os.path.join(state_dir(name), "known_hosts")
+
+
+def known_hosts_line(host, port, pubkey):
+    """The known_hosts line for PUBKEY (an OpenSSH public key line) served at
+    HOST:PORT: ssh looks a host on a port other than 22 up as [HOST]:PORT."""
+    fields = pubkey.split()
+    if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        raise ValueError("not an OpenSSH public key: %r" % pubkey[:60])
+    addr = host if int(port) == 22 else "[%s]:%d" % (host, int(port))
+    return "%s %s %s\n" % (addr, fields[0], fields[1])
+
+
+def known_hosts_text(name, guest, port, pubkey):
+    """The whole known_hosts file of guest NAME: a comment saying what a
+    mismatch means (ssh names this file when it refuses) and the key line."""
+    return ("# SSH host key of test-bed guest %s, generated and recorded by `testbed/toavm.py up %s`.\n"
+            "# If ssh reports that it changed, whatever answers on port %d is not the guest\n"
+            "# toavm started (or this file was edited): do not edit it, recreate the guest:\n"
+            "#   testbed/toavm.py down %s && testbed/toavm.py up %s --guest %s\n"
+            % (name, name, int(port), name, name, guest)) + known_hosts_line("127.0.0.1", port, pubkey)
+
+
+def host_key_options(known_hosts):
+    """ssh -o options: check the guest's host key against its recorded file
+    only (never the user's or the system's known_hosts), strictly."""
+    if not known_hosts or any(c.isspace() for c in known_hosts):
+        # ssh splits UserKnownHostsFile at whitespace (it takes a list).
+        raise SystemExit("toavm: unusable known_hosts path %r" % known_hosts)
+    return ["-o", "UserKnownHostsFile=" + known_hosts, "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes"]
+
+
+def state_known_hosts(state):
+    kh = state.get("known_hosts")
+    if not kh or not os.path.exists(kh):
+        raise SystemExit("toavm: guest %r has no recorded SSH host key (%s): it was started by an "
+                         "older toavm.py or its state dir was changed; recreate it: "
+                         "toavm.py down %s && toavm.py up %s --guest %s"
+                         % (state["name"], kh or known_hosts_path(state["name"]), state["name"],
+                            state["name"], state.get("guest", "GUEST")))
+    return kh
+
+
+def make_host_key(d, name, guest, port):
+    """A fresh ed25519 host key for guest NAME: the private key padded into
+    the small disk image QEMU hands the guest (HOSTKEY_SERIAL), the public
+    key recorded in d/known_hosts for [127.0.0.1]:PORT.  Returns both paths."""
+    key = os.path.join(d, "ssh_host_ed25519_key")
+    for p in (key, key + ".pub"):
+        if os.path.exists(p):
+            os.unlink(p)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "toa-testbed-" + name, "-f", key],
+        stdin=subprocess.DEVNULL)
+    with open(key, "rb") as f:
+        secret = f.read()
+    if len(secret) > HOSTKEY_DISK_SIZE:
+        raise SystemExit("toavm: host key of %d bytes does not fit the key disk" % len(secret))
+    disk = os.path.join(d, "hostkey.disk")
+    fd = os.open(disk, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret + b"\0" * (HOSTKEY_DISK_SIZE - len(secret)))
+    os.unlink(key)  # the disk holds the only copy the guest needs
+    with open(key + ".pub") as f:
+        text = known_hosts_text(name, guest, port, f.read())
+    kh = known_hosts_path(name)
+    write(kh, text, 0o644)
+    return disk, kh
+
+
+def ssh_options(state):
+    """The -i and -o options ssh and scp share for a guest."""
     # ConnectTimeout also bounds the wait for sshd's banner: a guest that is
     # slow to fork sshd (a debug kernel under TCG on a loaded host) needs
     # more than the default 10 s; TOA_SSH_TIMEOUT raises it.
     timeout = int(os.environ.get("TOA_SSH_TIMEOUT") or 10)
-    return ["ssh", "-i", state["key"], "-p", str(state["port"]),
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=%d" % timeout, "-o", "BatchMode=yes",
-            "root@127.0.0.1"]
+    return ["-i", state["key"], *host_key_options(state_known_hosts(state)),
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=%d" % timeout, "-o", "BatchMode=yes"]
+
+
+def ssh_base(state):
+    return ["ssh", "-p", str(state["port"]), *ssh_options(state), "root@127.0.0.1"]
+
+
+HOST_KEY_FAILED = "Host key verification failed"
+
+
+def host_key_refused(state, stderr_text):
+    """The message for an ssh that refused the guest's host key (None when
+    it did not): what it means and what to do."""
+    if HOST_KEY_FAILED not in (stderr_text or ""):
+        return None
+    return ("toavm: guest %s: the SSH host key on port %d is not the one recorded in %s when the "
+            "guest was started, so ssh refused to connect. Whatever answers there is not the guest "
+            "toavm started (or the recorded key was changed). Do not switch checking off: "
+            "recreate the guest with `toavm.py down %s` and `toavm.py up %s --guest %s`."
+            % (state["name"], state["port"], state_known_hosts(state), state["name"], state["name"],
+               state.get("guest", "GUEST")))
 
 
 def ssh_ok(state, timeout=20):
     # ConnectTimeout does not bound the wait for the banner when QEMU's port
     # forward accepts before sshd is up: bound the whole attempt.
     try:
-        return subprocess.run(ssh_base(state) + ["true"], timeout=timeout,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        r = subprocess.run(ssh_base(state) + ["true"], timeout=timeout,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     except subprocess.TimeoutExpired:
         return False
+    refused = host_key_refused(state, r.stderr)
+    if refused:
+        # Waiting longer cannot help: the guest answers with another key.
+        raise SystemExit(refused)
+    return r.returncode == 0
 
 
 def pid_alive(pid):
@@ -416,7 +585,7 @@ def proxy_cmd():
     return cmd.replace(",", ",,")  # QEMU option syntax: a literal comma is doubled
 
 
-def qemu_cmd(d, image_overlay, port, accel, mem, smp, icount=None):
+def qemu_cmd(d, image_overlay, port, accel, mem, smp, icount=None, hostkey_disk=None):
     if accel == "kvm":
         cpu = ["-accel", "kvm", "-cpu", "host"]
     elif icount is None:
@@ -430,12 +599,20 @@ def qemu_cmd(d, image_overlay, port, accel, mem, smp, icount=None):
     # look (top -H, /proc/PID/task/*/comm) tells which guest CPU starves.
     return ["qemu-system-x86_64", "-name", "%s,debug-threads=on" % os.path.basename(d), *cpu,
             "-m", str(mem), "-smp", str(smp),
-            "-drive", "file=%s,if=virtio,cache=unsafe,discard=unmap" % image_overlay,
+            # bootindex: SeaBIOS boots the first disk only, and the key
+            # disk below must not take that place.
+            "-drive", "file=%s,if=none,id=root,cache=unsafe,discard=unmap" % image_overlay,
+            "-device", "virtio-blk-pci,drive=root,bootindex=0",
             # restrict=on: the guest reaches nothing but the SSH forward and
             # the package proxy.
             "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,guestfwd=tcp:%s:%d-cmd:%s"
             % ((port,) + GUEST_PROXY + (proxy_cmd(),)),
             "-device", "virtio-net-pci,netdev=n0",
+            # The guest's SSH host key (make_host_key), read by the image's
+            # toa-hostkey unit, which finds it by its serial.
+            *(["-drive", "file=%s,if=none,id=toahostkey,format=raw,readonly=on" % hostkey_disk,
+               "-device", "virtio-blk-pci,drive=toahostkey,serial=" + HOSTKEY_SERIAL]
+              if hostkey_disk else []),
             "-device", "virtio-rng-pci",
             "-display", "none", "-vga", "none",
             "-serial", "file:" + os.path.join(d, "console.log"),
@@ -455,14 +632,17 @@ def start(name, guest, accel, mem, smp, boot_timeout, icount=None):
     overlay = os.path.join(d, "overlay.qcow2")
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay])
     port = free_port()
-    q = subprocess.run(qemu_cmd(d, overlay, port, accel, mem, smp, icount), capture_output=True, text=True)
+    disk, kh = make_host_key(d, name, guest, port)
+    q = subprocess.run(qemu_cmd(d, overlay, port, accel, mem, smp, icount, hostkey_disk=disk),
+                       capture_output=True, text=True)
     if q.returncode != 0:
         raise SystemExit("toavm: QEMU (%s) failed to start %r: %s" % (accel, name, q.stderr.strip()))
     with open(os.path.join(d, "qemu.pid")) as f:
         pid = int(f.read().strip())
     st = {"name": name, "guest": guest, "port": port, "pid": pid, "key": KEY, "accel": accel,
           "icount": icount, "dir": d, "console": os.path.join(d, "console.log"), "image": base,
-          "started": time.time(), "python": INTERPRETERS.get(guest, "/usr/bin/python3")}
+          "started": time.time(), "python": INTERPRETERS.get(guest, "/usr/bin/python3"),
+          "known_hosts": kh}
     with open(os.path.join(d, "state.json"), "w") as f:
         json.dump(st, f, indent=1)
     deadline = time.time() + boot_timeout
@@ -552,16 +732,32 @@ def cmd_ssh(args):
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         os.execvp("ssh", ssh_base(st)[:-1] + ["-t", "root@127.0.0.1"])
-    rc = subprocess.run(ssh_base(st) + [" ".join(cmd) if len(cmd) > 1 else cmd[0]]).returncode
-    sys.exit(rc)
+    sys.exit(run_explained(st, ssh_base(st) + [" ".join(cmd) if len(cmd) > 1 else cmd[0]]))
+
+
+def run_explained(state, argv):
+    """Run ssh or scp with its stderr passed on as it comes; when it failed
+    on its own (rc 255) because of the host key, say what that means."""
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    tail = []
+    for line in iter(p.stderr.readline, b""):
+        sys.stderr.buffer.write(line)
+        sys.stderr.flush()
+        tail = (tail + [line])[-50:]
+    rc = p.wait()
+    refused = rc == 255 and host_key_refused(state, b"".join(tail).decode(errors="replace"))
+    if refused:
+        log(refused.replace("toavm: ", "", 1))
+    return rc
+
+
+def scp_base(state):
+    return ["scp", "-r", "-q", "-P", str(state["port"]), *ssh_options(state)]
 
 
 def cmd_copy_to(args):
     st = load_state(args.name)
-    scp = ["scp", "-r", "-q", "-i", st["key"], "-P", str(st["port"]), "-o", "StrictHostKeyChecking=no",
-           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", args.src,
-           "root@127.0.0.1:" + args.dst]
-    sys.exit(subprocess.run(scp).returncode)
+    sys.exit(run_explained(st, scp_base(st) + [args.src, "root@127.0.0.1:" + args.dst]))
 
 
 def cmd_down(args):

@@ -9,6 +9,12 @@ It also gives playbooks/build.yml (run on the controller, the implicit
 localhost, which takes the `all` group's vars) the test bed's work directory
 and the mirror address the guests reach: outside the test bed the build has
 no default for either.
+
+SSH host keys are checked strictly, against the key testbed/toavm.py recorded
+for each guest when it started it ($TOA_CACHE/run/NAME/known_hosts): only
+this inventory's hosts get that file, nothing is switched off for anyone else.
+A guest whose recorded key is missing (started by an older toavm.py) is
+listed all the same and fails to connect: recreate it.
 """
 import json
 import os
@@ -23,6 +29,31 @@ TESTBED_VARS = {
     "toa_build_cache": CACHE,
     "toa_build_mirror_url": "http://10.0.2.100:3142/toa-mirror/",
 }
+
+
+def ssh_common_args(known_hosts):
+    """ansible_ssh_common_args for a guest: its recorded known_hosts only,
+    strict checking (a key ssh does not find there is refused, not added)."""
+    if not known_hosts or any(c.isspace() for c in known_hosts):
+        # ssh reads UserKnownHostsFile as a whitespace-separated list.
+        raise ValueError("unusable known_hosts path %r" % known_hosts)
+    return ("-o UserKnownHostsFile=%s -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes"
+            % known_hosts)
+
+
+def host_vars(name, st):
+    """How Ansible reaches guest NAME (its toavm.py state ST)."""
+    return {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": st["port"],
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": st["key"],
+        # The path, not the state's field: a guest from an older
+        # toavm.py has no file there and is refused, never unchecked.
+        "ansible_ssh_common_args": ssh_common_args(os.path.join(RUN, name, "known_hosts")),
+        "ansible_python_interpreter": st.get("python", "/usr/bin/python3"),
+        "toa_testbed_guest": st["guest"],
+    }
 
 
 def alive(pid):
@@ -44,15 +75,7 @@ def inventory():
             st = json.load(f)
         if not alive(st["pid"]):
             continue
-        hostvars[name] = {
-            "ansible_host": "127.0.0.1",
-            "ansible_port": st["port"],
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": st["key"],
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-            "ansible_python_interpreter": st.get("python", "/usr/bin/python3"),
-            "toa_testbed_guest": st["guest"],
-        }
+        hostvars[name] = host_vars(name, st)
         groups["toa_servers"].append(name)
         groups.setdefault("guest_" + st["guest"], []).append(name)
     out = {g: {"hosts": h} for g, h in groups.items()}

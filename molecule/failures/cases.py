@@ -70,11 +70,14 @@ class Guest:
 
     def inventory(self, directory):
         path = os.path.join(directory, "inventory.ini")
+        # The guest's host key is checked against the one toavm.py recorded.
+        args = " ".join(toavm.host_key_options(toavm.state_known_hosts(self.state)))
         with open(path, "w") as handle:
             handle.write(
                 "[toa_servers]\n%s ansible_host=127.0.0.1 ansible_port=%d ansible_user=root "
-                "ansible_ssh_private_key_file=%s ansible_python_interpreter=/usr/bin/python3\n"
-                % (self.name, self.state["port"], self.state["key"]))
+                "ansible_ssh_private_key_file=%s ansible_python_interpreter=/usr/bin/python3 "
+                "ansible_ssh_common_args='%s'\n"
+                % (self.name, self.state["port"], self.state["key"], args))
         return path
 
 
@@ -204,7 +207,7 @@ def run_play(inventory, extra, check, log):
             "-e", "@" + varfile]
     if check:
         argv.append("--check")
-    env = dict(os.environ, ANSIBLE_TIMEOUT="60", ANSIBLE_HOST_KEY_CHECKING="False",
+    env = dict(os.environ, ANSIBLE_TIMEOUT="60",
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     start = time.time()
     proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,

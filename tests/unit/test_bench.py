@@ -66,7 +66,7 @@ def test_parse_measures_reads_the_runs_of_each_label():
 
 
 def test_alias_inventory_names_one_guest_many_times():
-    state = {"port": 40000, "key": "/k", "python": "/usr/bin/python3"}
+    state = {"port": 40000, "key": "/k", "python": "/usr/bin/python3", "known_hosts": "/r/known_hosts"}
     inv = bench.alias_inventory(state, 100, "b-")
     hosts = inv["all"]["hosts"]
     assert len(hosts) == 100 and "b-001" in hosts and "b-100" in hosts
@@ -77,7 +77,7 @@ def test_alias_inventory_names_one_guest_many_times():
 
 
 def test_alias_inventory_gives_each_alias_its_own_ssh_connection():
-    state = {"port": 40000, "key": "/k"}
+    state = {"port": 40000, "key": "/k", "known_hosts": "/r/known_hosts"}
     hosts = bench.alias_inventory(state, 3, "a", "/tmp/cp")["all"]["hosts"]
     paths = [h["ansible_ssh_common_args"].split("ControlPath=")[1] for h in hosts.values()]
     assert paths == ["/tmp/cp/1", "/tmp/cp/2", "/tmp/cp/3"]

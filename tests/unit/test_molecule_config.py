@@ -133,6 +133,20 @@ def test_effective_config(load, name):
     assert data["ansible"]["env"]["ANSIBLE_LIBRARY"] == os.path.join(ROOT, "library")
     assert data["driver"]["name"] == "default" and data["driver"]["options"]["managed"] is True
 
+    # Host keys: checked strictly against the key toavm.py recorded for the
+    # guest (Molecule's own defaults would switch checking off).
+    assert "host_key_checking" not in cfg["defaults"]
+    ssh_opts = data["driver"]["ssh_connection_options"]
+    assert "-o StrictHostKeyChecking=yes" in ssh_opts
+    assert not any("StrictHostKeyChecking=no" in o or "UserKnownHostsFile=/dev/null" in o for o in ssh_opts)
+    assert "-o UserKnownHostsFile={{toa_testbed_known_hosts}}" in ssh_opts
+    # `molecule login` goes through toavm.py ssh to the guest create.yml started.
+    login = config.driver.login_cmd_template.format(instance=guest)
+    assert login == "python3 %s/testbed/toavm.py ssh molecule-%s-%s" % (ROOT, name, guest)
+    known = data["provisioner"]["inventory"]["group_vars"]["all"]["toa_testbed_known_hosts"]
+    assert known.endswith("/run/molecule-{{ lookup('env', 'MOLECULE_SCENARIO_NAME') }}-"
+                          "{{ inventory_hostname }}/known_hosts")
+
 
 def _leaves(tree, prefix=()):
     if isinstance(tree, dict):
