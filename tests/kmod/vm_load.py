@@ -573,10 +573,11 @@ class Run:
         for label, n, secs in self.rates:
             print('MEASURE rate %-16s %8d handshakes in %7.1f s: %6.0f/s'
                   % (label, n, secs, n / secs if secs else 0))
-        print('MEASURE load: duration %.0f s; peak entries_live %d; guest memory in use '
+        print('MEASURE load: duration %.0f s; peak entries_live %s; guest memory in use '
               '%d MB before, peak %d MB (of %d MB); %d getpeername() calls in the loops '
               '(%d sockets per flow), %d plain connections checked%s'
-              % (dt, sampler.peak_live, sampler.mem0 // 1024, sampler.peak_mem // 1024,
+              % (dt, sampler.peak_live if self.target.has_table else 'n/a',
+                 sampler.mem0 // 1024, sampler.peak_mem // 1024,
                  self.mem_total // 1024, calls, a.hammer, plain,
                  '' if hammer0 is None else '; %d getpeername() calls during churn'
                  % sum(x['hammer_calls'] for x in hammer0)))
