@@ -213,7 +213,7 @@ def test_ebpf_route_rows_compare_with_unloaded_and_with_the_module():
     assert against["ratio"] == pytest.approx((1990 / 1960 + 1980 / 1970) / 2)
     assert against["met"] == "-"
     toa = rows[h + "TOA option on every handshake, eBPF route / unloaded, each repetition"]
-    assert toa["ratio"] == pytest.approx((0.99 + 0.97) / 2) and toa["met"] == "no"
+    assert toa["ratio"] == pytest.approx((0.99 + 0.97) / 2) and toa["met"] == "yes"  # 0.98 is met
     # without the eBPF block, none of its rows
     del res["hook_icount"]["conn/s with ebpf"]
     rows = {r["figure"]: r for r in bench.build_rows(res)}
