@@ -21,6 +21,11 @@ hook      accept + getpeername() rates on loopback with TOA unloaded, loaded, an
           instructions (QEMU -icount), where runs repeat to within a few tenths of a
           percent and a ratio is a ratio of instructions spent
 
+With --ebpf, the eBPF route (toa_strategy=ebpf) joins both: its first converge
+and rerun on fresh guests of the same kind, in the same alternation, against
+the module route's; and a block with its programs attached (no module) in the
+hook bench, against unloaded and against the module, on both time bases.
+
 Prints a table (min / median / max over the runs, the ratio of medians to the
 baseline and the target) and writes results.json, results.md and every log to
 $TOA_CACHE/bench/<UTC time>/.  It asserts nothing about time: a missed target
@@ -45,6 +50,7 @@ TOAVM = os.path.join(ROOT, 'testbed', 'toavm.py')
 BASELINE = os.path.join(ROOT, 'bench', 'baseline.sh')
 VM_TEST = os.path.join(ROOT, 'tests', 'kmod', 'vm_toa_test.py')
 PACKET = os.path.join(ROOT, 'module_utils', 'toa_packet.py')
+BPF_FILES = os.path.join(ROOT, 'roles', 'toa', 'files', 'toa-bpf')
 PARTS = ('first', 'scale', 'hook')
 # QEMU -icount shift: each guest instruction advances the guest clock by
 # 2**shift ns (4 ns: about what this host emulates per instruction)
@@ -57,6 +63,8 @@ TARGETS = {
     'rerun': (0.15, 'max'),
     'hook_conn': (0.97, 'min'),
     'hook_toa': (0.97, 'min'),
+    'first_ebpf': (0.2, 'max'),
+    'hook_ebpf': (0.98, 'min'),
     'scale100': (3.0, 'max'),
 }
 
@@ -201,6 +209,17 @@ def build_rows(res):
         pair_row('first converge: role / baseline.sh of each repetition',
                  [v['role'] / v['baseline'] for _, v in sorted(by_rep.items())
                   if v.get('role') and v.get('baseline')], 'first')
+    ebpf = summarize(first.get('ebpf_s', []))
+    if ebpf:
+        row('first converge: role (eBPF route)', 's', ebpf, role, 'first_ebpf',
+            'against the module route\'s first converge')
+        pair_row('first converge: eBPF route / module route of each repetition',
+                 [v['ebpf'] / v['role'] for _, v in sorted(by_rep.items())
+                  if v.get('ebpf') and v.get('role')], 'first_ebpf')
+        ebpf_rerun = summarize(first.get('ebpf_rerun_s', []))
+        if ebpf_rerun:
+            row('rerun: role (eBPF route)', 's', ebpf_rerun, ebpf, 'rerun',
+                'changed=%s' % ','.join(str(c) for c in first.get('ebpf_rerun_changed', [])))
     rerun = summarize(first.get('rerun_s', []))
     if rerun:
         changed = first.get('rerun_changed', [])
@@ -253,6 +272,22 @@ def build_rows(res):
             rates('TUN conn/s TOA with'), tun_without, 'hook_toa')
         pair_row(h + 'TOA option on every handshake / unloaded, each repetition',
                  pairs('TUN conn/s TOA with', 'TUN conn/s without'), 'hook_toa')
+        if hook.get('conn/s with ebpf'):
+            row(h + 'same, eBPF route attached (no module)', 'conn/s', rates('conn/s with ebpf'),
+                without, 'hook_ebpf')
+            pair_row(h + 'loopback, eBPF route / unloaded of each repetition',
+                     pairs('conn/s with ebpf', 'conn/s without'), 'hook_ebpf')
+            pair_row(h + 'loopback, eBPF route / module of each repetition',
+                     pairs('conn/s with ebpf', 'conn/s with'), None)
+            row(h + 'proxied handshake, TOA option on every one, eBPF route', 'conn/s',
+                rates('TUN conn/s TOA with ebpf'), tun_without, 'hook_ebpf')
+            pair_row(h + 'TOA option on every handshake, eBPF route / unloaded, each repetition',
+                     pairs('TUN conn/s TOA with ebpf', 'TUN conn/s without'), 'hook_ebpf')
+            pair_row(h + 'TOA option on every handshake, eBPF route / module, each repetition',
+                     pairs('TUN conn/s TOA with ebpf', 'TUN conn/s TOA with'), None)
+            row(h + 'getpeername() loop on a TOA socket, eBPF route', 'calls/s',
+                rates('getpeername/s TOA socket with ebpf'),
+                rates('getpeername/s plain without'), None)
         gp_without = rates('getpeername/s plain without')
         row(h + 'getpeername() loop, TOA unloaded', 'calls/s', gp_without, None, None)
         row(h + 'getpeername() loop, TOA loaded', 'calls/s',
@@ -471,10 +506,34 @@ class Bench:
         self.log('role: first converge %.1f s, rerun %.1f s (changed=%d), boot_id %s'
                  % (secs, secs2, changed, 'unchanged' if before == after else 'CHANGED'))
 
+    def one_ebpf(self, rep):
+        """The eBPF route's first converge and rerun on a fresh guest of the same kind."""
+        self.fresh_guest()
+        inv = self.inventory(1, self.a.prefix + 'host')
+        extra = ['-e', 'toa_strategy=ebpf']
+        rc, text, secs = self.playbook('site.yml', inv, 'converge-ebpf-%d' % rep, extra)
+        if rc != 0:
+            self.error('first converge (eBPF route), repetition %d' % rep, text)
+            return
+        first = self.res['first']
+        first.setdefault('ebpf_s', []).append(round(secs, 2))
+        first.setdefault('by_rep', {}).setdefault(str(rep), {})['ebpf'] = secs
+        rc2, text2, secs2 = self.playbook('site.yml', inv, 'rerun-ebpf-%d' % rep, extra)
+        if rc2 != 0:
+            self.error('rerun (eBPF route), repetition %d' % rep, text2)
+            return
+        changed = sum(h.get('changed', 0) for h in parse_recap(text2).values())
+        first.setdefault('ebpf_rerun_s', []).append(round(secs2, 2))
+        first.setdefault('ebpf_rerun_changed', []).append(changed)
+        self.log('eBPF route: first converge %.1f s, rerun %.1f s (changed=%d)'
+                 % (secs, secs2, changed))
+
     def part_first(self):
         for rep in range(1, self.a.reps + 1):
             # alternate, ending with the role so scale and hook can use its guest
             order = ('baseline', 'role') if (self.a.reps - rep) % 2 == 0 else ('role', 'baseline')
+            if self.a.ebpf:
+                order = ('ebpf',) + order if rep % 2 else order[:1] + ('ebpf',) + order[1:]
             for kind in order:
                 try:
                     getattr(self, 'one_' + kind)(rep)
@@ -558,10 +617,27 @@ class Bench:
             if rc != 0:
                 self.error('copy ' + name, text)
                 return
+        bpf = ''
+        if self.a.ebpf:
+            # the route's committed object and loader, the distribution's bpftool
+            for name in ('toa.bpf.o', 'toa-bpf'):
+                rc, text, _ = self.run([sys.executable, TOAVM, 'copy-to', self.guest,
+                                        os.path.join(BPF_FILES, name), '/root/' + name],
+                                       'copy-bpf')
+                if rc != 0:
+                    self.error('copy ' + name, text)
+                    return
+            rc, text, _ = self.ssh('command -v bpftool >/dev/null || { apt-get update -qq && '
+                                   'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq '
+                                   'bpftool; }', 'install-bpftool')
+            if rc != 0:
+                self.error('install bpftool', text)
+                return
+            bpf = ' --bench-bpf /root/toa-bpf /root/toa.bpf.o'
         cmd = ('ko=$(modinfo -n toa) && nproc && python3 /root/vm_toa_test.py --ko "$ko" '
-               '--bench %d --rate-n %d --bench-live %d%s; rc=$?; modprobe toa; exit $rc'
+               '--bench %d --rate-n %d --bench-live %d%s%s; rc=$?; modprobe toa; exit $rc'
                % (self.a.hook_reps, n, self.a.hook_live,
-                  ' --bench-kprobe' if self.a.hook_kprobe else ''))
+                  ' --bench-kprobe' if self.a.hook_kprobe else '', bpf))
         rc, text, secs = self.ssh(cmd, 'hook-' + clock, timeout=3600)
         measures = parse_measures(text)
         if rc != 0 or not measures:
@@ -624,6 +700,10 @@ def parse_args(argv):
     ap.add_argument('--forks', type=int, default=20,
                     help='upper bound on forks for verify.yml (20, as in ansible.cfg; every '
                          'alias has its own ssh connection)')
+    ap.add_argument('--ebpf', action='store_true',
+                    help='also the eBPF route: its first converge (fresh guests, alternating) '
+                    'against the module route\'s, and a block with its programs attached in '
+                    'the hook bench (against unloaded and against the module)')
     ap.add_argument('--hook-reps', type=int, default=5, help='alternating runs of the hook bench (5)')
     ap.add_argument('--hook-kprobe', action='store_true',
                     help='hook bench: also the module with hook_mode=kprobe, side by side')

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Test the eBPF route inside a running test guest (testbed/toavm.py):
 #   tests/bpf/vm_run.sh NAME [vm_bpf_test.py args...]
+#   tests/bpf/vm_run.sh NAME --load [vm_load.py args...]   (the module's load
+#        test, tests/kmod/vm_load.py, driving this route: 1,000,000 TOA
+#        handshakes, 200,000 held, detach under load; docs/load-test.md)
 # Nothing is compiled in the guest: the committed object is checked against
 # its source here first (tools/build_toa_bpf.py --check: two rebuilds,
 # byte-identical to roles/toa/files/toa-bpf/toa.bpf.o), then copied with the
@@ -21,12 +24,26 @@ sha=$(sha256sum "$files/toa.bpf.o" | cut -d' ' -f1)
 vm copy-to "$name" "$files/toa.bpf.o" /root/toa.bpf.o
 vm copy-to "$name" "$files/toa-bpf" /root/toa-bpf
 vm copy-to "$name" "$root/tests/kmod/vm_toa_test.py" /root/vm_toa_test.py
+vm copy-to "$name" "$root/module_utils/toa_packet.py" /root/toa_packet.py
 vm copy-to "$name" "$here/vm_bpf_test.py" /root/vm_bpf_test.py
+test=(python3 /root/vm_bpf_test.py --object /root/toa.bpf.o --loader /root/toa-bpf)
+gcc=
+if [ "${1:-}" = --load ]; then
+	shift
+	for f in vm_load.py vm_abuse.py toa_load_pump.c; do
+		vm copy-to "$name" "$root/tests/kmod/$f" "/root/$f"
+	done
+	test=(python3 /root/vm_load.py --bpf-object /root/toa.bpf.o --bpf-loader /root/toa-bpf)
+	gcc="gcc libc6-dev"   # the load pump is C, built in the guest (a test tool, not the route)
+fi
 vm ssh "$name" -- "set -e
 export DEBIAN_FRONTEND=noninteractive
-if ! command -v bpftool >/dev/null; then
+pkgs=
+command -v bpftool >/dev/null || pkgs=bpftool
+[ -z \"$gcc\" ] || command -v gcc >/dev/null || pkgs=\"\$pkgs $gcc\"
+if [ -n \"\$pkgs\" ]; then
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends bpftool >/tmp/apt.log 2>&1 || { tail -20 /tmp/apt.log; exit 1; }
+	apt-get install -y -qq --no-install-recommends \$pkgs >/tmp/apt.log 2>&1 || { tail -20 /tmp/apt.log; exit 1; }
 fi
 echo \"$sha  /root/toa.bpf.o\" | sha256sum -c --quiet
 echo \"$sha  toa.bpf.o\" >/root/toa.bpf.o.sha256   # as the role writes it
@@ -34,10 +51,9 @@ echo 'object in the guest: $sha (the committed one)'"
 limit=${TOA_BPF_TIMEOUT:-1800}
 rc=0
 timeout --kill-after=30 $((limit + 120)) python3 "$root/testbed/toavm.py" ssh "$name" -- \
-	timeout --kill-after=30 "$limit" python3 /root/vm_bpf_test.py \
-	--object /root/toa.bpf.o --loader /root/toa-bpf "$@" || rc=$?
+	timeout --kill-after=30 "$limit" "${test[@]}" "$@" || rc=$?
 if [ "$rc" != 0 ]; then
-	echo "vm_run.sh: vm_bpf_test.py failed (rc $rc); last console lines:" >&2
+	echo "vm_run.sh: ${test[1]} failed (rc $rc); last console lines:" >&2
 	tail -40 "$TOA_CACHE/run/$name/console.log" >&2 || true
 fi
 exit "$rc"

@@ -15,6 +15,7 @@ the initial namespace's.
 """
 import argparse
 import ctypes
+import json
 import os
 import select
 import socket
@@ -699,7 +700,19 @@ def hold_many(l4, n):
             for i in range(n)]
 
 
-def t_bench(ko, l4, reps, n, live=0, kprobe=False):
+def bpf_route(bpf, *args):
+    """The eBPF route's loader (bpf = (loader, object)): load, unload or status."""
+    if args[0] == 'load':
+        with open('/root/toa-bench-bpf.json', 'w') as f:
+            f.write('{"enabled": true, "trusted_cidrs": []}\n')
+        args += ('--object', bpf[1], '--config', '/root/toa-bench-bpf.json')
+    if args[0] == 'status':     # JSON on stdout; bpftool's warnings go to stderr
+        return json.loads(subprocess.run(['python3', bpf[0], 'status'], check=True,
+                                         stdout=subprocess.PIPE, universal_newlines=True).stdout)
+    return sh('python3', bpf[0], *args)
+
+
+def t_bench(ko, l4, reps, n, live=0, kprobe=False, bpf=None):
     """Rates without the module, with it, and without it again (an A/A
     control: how far two identical runs land apart on this machine).
 
@@ -714,7 +727,9 @@ def t_bench(ko, l4, reps, n, live=0, kprobe=False):
     entries when the module is loaded, as plain sockets when not, so both
     sides have the same sockets in the kernel's tables).  With kprobe, a
     fourth block loads the module with hook_mode=kprobe: the two hook
-    classes side by side in one run."""
+    classes side by side in one run.  With bpf (loader, object), a block
+    'with ebpf' attaches the eBPF route's programs instead (no module
+    loaded): the route against the module and against nothing, in one run."""
     if live:
         import resource
         want = live + 4096
@@ -726,20 +741,30 @@ def t_bench(ko, l4, reps, n, live=0, kprobe=False):
     cl = socket.socket()
     cl.connect(('127.0.0.1', PORT_LO + 1))
     sv, _ = lst.accept()
-    blocks = ('without', 'with', 'with kprobe', 'without again') if kprobe else \
-        ('without', 'with', 'without again')
+    blocks = ('without', 'with') + (('with kprobe',) if kprobe else ()) + \
+        (('with ebpf',) if bpf else ()) + ('without again',)
+    loaded = ('with', 'with kprobe', 'with ebpf')
     runs = {}
     n_tun = max(50, n // 5)
     opt = toa_opt(200, '203.0.113.6', 6)
     for r in range(reps):
         for block in (blocks if r % 2 == 0 else blocks[::-1]):
             unload()
+            if bpf:
+                bpf_route(bpf, 'unload')
             held = None
             if block in ('with', 'with kprobe'):
                 insmod(ko, *(['hook_mode=kprobe'] if block == 'with kprobe' else []))
+            elif block == 'with ebpf':
+                bpf_route(bpf, 'load')
+            if block in loaded:
                 held, _, _ = handshake(l4, False, ack_opts=toa_opt(200, '203.0.113.5', 5))
+                if peer(held) != ('203.0.113.5', 5):
+                    raise RuntimeError('bench: block %r does not rewrite: %s' % (block, peer(held)))
             if block not in ('with', 'with kprobe') and os.path.exists('/sys/module/toa'):
                 raise RuntimeError('bench: the module is loaded in block %r' % block)
+            if bpf and block != 'with ebpf' and bpf_route(bpf, 'status')['loaded']:
+                raise RuntimeError('bench: the eBPF programs are loaded in block %r' % block)
             many = hold_many(l4, live)
             if block in ('with', 'with kprobe') and live:
                 runs.setdefault('entries live ' + block, []).append(stats()['entries_live'])
@@ -765,6 +790,8 @@ def t_bench(ko, l4, reps, n, live=0, kprobe=False):
     sv.close()
     cl.close()
     lst.close()
+    if bpf:
+        bpf_route(bpf, 'unload')
 
 
 def t_rmmod_live(ko, l4, l6, ld):
@@ -810,6 +837,9 @@ def main():
                     help='--bench with N TOA connections held open in every block')
     ap.add_argument('--bench-kprobe', action='store_true',
                     help='--bench also with hook_mode=kprobe (both hook classes in one run)')
+    ap.add_argument('--bench-bpf', nargs=2, metavar=('LOADER', 'OBJECT'),
+                    help='--bench also with the eBPF route attached by LOADER (toa-bpf) from '
+                    'OBJECT, no module loaded')
     a = ap.parse_args()
     ko = os.path.abspath(a.ko)
 
@@ -819,7 +849,7 @@ def main():
     enter_netns()
     l4, l6, ld = listeners()
     if a.bench:
-        t_bench(ko, l4, a.bench, a.rate_n, a.bench_live, a.bench_kprobe)
+        t_bench(ko, l4, a.bench, a.rate_n, a.bench_live, a.bench_kprobe, a.bench_bpf)
         unload()
         return 0
 

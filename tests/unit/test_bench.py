@@ -183,3 +183,38 @@ def test_kprobe_block_and_live_entries_get_rows_of_their_own():
     del res["hook_icount"]["conn/s with kprobe"]
     rows = {r["figure"]: r for r in bench.build_rows(res)}
     assert h + "loopback accept+getpeername, TOA loaded with kprobes" not in rows
+
+
+def test_ebpf_route_rows_compare_with_unloaded_and_with_the_module():
+    res = {"config": {},
+           "first": {"role_s": [200.0, 220.0], "ebpf_s": [30.0, 50.0],
+                     "ebpf_rerun_s": [8.0, 9.0], "ebpf_rerun_changed": [0, 0],
+                     "by_rep": {"1": {"role": 200.0, "ebpf": 30.0},
+                                "2": {"role": 220.0, "ebpf": 50.0}}},
+           "hook_icount": {
+               "conn/s without": [2000.0, 2010.0], "conn/s with": [1960.0, 1970.0],
+               "conn/s with ebpf": [1990.0, 1980.0],
+               "TUN conn/s without": [1000.0, 1000.0], "TUN conn/s TOA with": [980.0, 985.0],
+               "TUN conn/s TOA with ebpf": [990.0, 970.0],
+               "getpeername/s plain without": [60000.0, 60000.0],
+               "getpeername/s TOA socket with ebpf": [59000.0, 59500.0]}}
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    first = rows["first converge: role (eBPF route)"]
+    assert first["ratio"] == pytest.approx(40.0 / 210.0) and first["met"] == "yes"
+    pairs = rows["first converge: eBPF route / module route of each repetition"]
+    assert pairs["ratio"] == pytest.approx((30 / 200 + 50 / 220) / 2) and pairs["met"] == "yes"
+    assert rows["rerun: role (eBPF route)"]["note"] == "changed=0,0"
+    h = "hook, instruction clock: "
+    attached = rows[h + "same, eBPF route attached (no module)"]
+    assert attached["ratio"] == pytest.approx(1985.0 / 2005.0) and attached["met"] == "yes"
+    per_rep = rows[h + "loopback, eBPF route / unloaded of each repetition"]
+    assert per_rep["ratio"] == pytest.approx((1990 / 2000 + 1980 / 2010) / 2)
+    against = rows[h + "loopback, eBPF route / module of each repetition"]
+    assert against["ratio"] == pytest.approx((1990 / 1960 + 1980 / 1970) / 2)
+    assert against["met"] == "-"
+    toa = rows[h + "TOA option on every handshake, eBPF route / unloaded, each repetition"]
+    assert toa["ratio"] == pytest.approx((0.99 + 0.97) / 2) and toa["met"] == "yes"  # 0.98 is met
+    # without the eBPF block, none of its rows
+    del res["hook_icount"]["conn/s with ebpf"]
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    assert h + "same, eBPF route attached (no module)" not in rows
