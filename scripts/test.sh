@@ -10,6 +10,10 @@
 #   scripts/test.sh --kernel        also the kernel route (builds a TOA kernel
 #                                   once: ~70 min cold, cached after; see
 #                                   docs/kernel-route.md)
+#   scripts/test.sh --ebpf          also the eBPF route's scenarios, Debian 12 and
+#                                   Ubuntu 24.04 (see docs/ebpf.md)
+#   TOA_MOLECULE_GUEST_PREFIX=x-    name the scenarios' guests x-SCENARIO-GUEST
+#                                   (default molecule-); cleanup stops only those
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -23,7 +27,8 @@ for a in "$@"; do
 	case $a in
 	--no-vm) vm=0 ;;
 	--all-guests) scenarios="default ubuntu1604 failures debian11 debian13 ubuntu1804 ubuntu2004 ubuntu2204 ubuntu2404" ;;
-	--kernel) extra_scenarios="kernel" ;;
+	--kernel) extra_scenarios="$extra_scenarios kernel" ;;
+	--ebpf) extra_scenarios="$extra_scenarios ebpf ebpf-ubuntu2404" ;;
 	*) echo "test.sh: unknown option $a (see the header of $0)" >&2; exit 2 ;;
 	esac
 done
@@ -36,7 +41,10 @@ stage() { printf '\n=== %s (%ss)\n' "$1" "$(( $(date +%s) - t_start ))"; }
 # Leave none of our guests behind, even when a stage fails or we are
 # interrupted; guests that others started (a demo, a developer's) stay.
 if [ "$vm" = 1 ]; then
-	cleanup() { python3 testbed/toavm.py down --prefix molecule- >/dev/null 2>&1 || true; }
+	cleanup() {
+		python3 testbed/toavm.py down --prefix "${TOA_MOLECULE_GUEST_PREFIX:-molecule-}" >/dev/null 2>&1 || true
+		python3 testbed/toavm.py down molecule-kmod >/dev/null 2>&1 || true
+	}
 	trap cleanup EXIT INT TERM
 fi
 

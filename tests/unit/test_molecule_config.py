@@ -46,6 +46,8 @@ EXPECTED = {
     "ubuntu2004": ("ubuntu2004", MODULE_ROUTE, SHARED),
     "ubuntu2204": ("ubuntu2204", MODULE_ROUTE, SHARED),
     "ubuntu2404": ("ubuntu2404", MODULE_ROUTE, SHARED),
+    "ebpf": ("debian12", MODULE_ROUTE, SHARED),
+    "ebpf-ubuntu2404": ("ubuntu2404", MODULE_ROUTE, SHARED),
     "failures": ("debian12", ["destroy", "syntax", "create", "converge", "verify", "destroy"],
                  ("converge.yml", "verify.yml")),
     "kernel": ("debian12", MODULE_ROUTE[:3] + ["prepare"] + MODULE_ROUTE[3:],
@@ -113,6 +115,11 @@ def test_effective_config(load, name):
         assert host_vars[guest]["ansible_python_interpreter"] == wanted
     else:
         assert "ansible_python_interpreter" not in host_vars.get(guest, {})
+
+    # The route: the shared plays read toa_molecule_strategy (default module).
+    group_vars = data["provisioner"]["inventory"].get("group_vars") or {}
+    strategy = (group_vars.get("all") or {}).get("toa_molecule_strategy", "module")
+    assert strategy == ("ebpf" if name.startswith("ebpf") else "module")
 
     # The sequence, as Molecule will run it.
     assert config.scenario.sequence == sequence
