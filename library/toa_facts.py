@@ -108,6 +108,29 @@ options:
         any source (an empty C(trusted_cidrs), or a vendor kernel's module, which has no
         filter).
     type: dict
+  module_source:
+    description:
+      - How the module route gets the module (C(module_plan)). C(auto) installs the package
+        I(module_packages) has for the running kernel, else builds under DKMS; C(prebuilt)
+        makes C(route_error) say what to build instead of falling back; C(dkms) always builds.
+    type: str
+    choices: [auto, prebuilt, dkms]
+    default: auto
+  module_packages:
+    description:
+      - Prebuilt TOA module packages by kernel release (what C(playbooks/build.yml) prints),
+        each C({file, sha256, version}) with C(file) relative to I(module_package_base_url),
+        optionally C(package) and C(package_version) (else read from the file name).
+    type: dict
+    default: {}
+  module_package_base_url:
+    description: Where the files of I(module_packages) are downloaded from (http, https or file://).
+    type: str
+    default: ""
+  src_version:
+    description: The module version the role installs; a prebuilt package of another version is not used.
+    type: str
+    default: ""
   gather_dkms:
     description:
       - Run C(dkms status) for C(dkms). C(dkms) is a shell script that takes seconds on a small
@@ -211,7 +234,16 @@ ansible_facts:
         kernels:
           description:
             - C(running), C(installed_toa) (TOA kernel releases in /lib/modules or /boot),
-              C(running_is_toa).
+              C(running_is_toa), C(installed) (every kernel release with a C(/boot/vmlinuz-<release>)
+              or C(/lib/modules/<release>/vmlinuz)).
+          type: dict
+        module_plan:
+          description:
+            - Module route only (else null). C(source) (C(prebuilt) or C(dkms)), C(reason),
+              C(install) (C({kernel, name, url, sha256, version, package, package_version}), the
+              running kernel first, then every installed kernel with a usable package),
+              C(without) (installed kernels without one), C(unusable) (release to why its
+              package cannot be used).
           type: dict
         dkms:
           description:
@@ -291,6 +323,7 @@ from ansible.module_utils.toa_route import (
     parse_mounts,
     identify_host,
     is_toa_kernel,
+    module_package_plan,
     parse_dkms_status,
     select_route,
 )
@@ -506,6 +539,25 @@ def installed_toa_kernels():
     return sorted(releases)
 
 
+def installed_kernels():
+    """Every installed kernel release: a /boot/vmlinuz-<release>, or /lib/modules/<release>/vmlinuz
+    (Fedora and EL 9 keep it there); a /lib/modules directory alone may be a leftover."""
+    releases = set()
+    try:
+        for entry in os.listdir(host_path("/boot")):
+            if entry.startswith("vmlinuz-") and len(entry) > len("vmlinuz-"):
+                releases.add(entry[len("vmlinuz-"):])
+    except OSError:
+        pass
+    try:
+        for entry in os.listdir(host_path("/lib/modules")):
+            if os.path.isfile(host_path("/lib/modules/%s/vmlinuz" % entry)):
+                releases.add(entry)
+    except OSError:
+        pass
+    return sorted(releases)
+
+
 def dkms_state(module, name):
     dkms = module.get_bin_path("dkms", opt_dirs=["/sbin", "/usr/sbin"])
     if not dkms:
@@ -608,7 +660,7 @@ def loaded_toa_like(names):
     return found
 
 
-def preflight_state(module, route):
+def preflight_state(module, route, module_plan=None):
     params = module.params
     key, cert = params["signing_key"] or "", params["signing_cert"] or ""
     readings = {
@@ -633,6 +685,7 @@ def preflight_state(module, route):
             "conflicting": params["conflicting_modules"],
             "row_id": package.get("id"),
             "params": params["params"] or {},
+            "module_source": (module_plan or {}).get("source"),
         })
     readings["problems"] = found
     return readings
@@ -700,6 +753,15 @@ def gather(module):
                              allow_older_kernel=params["allow_older_kernel"])
     except RouteError as exc:
         route_error = str(exc)
+    installed = installed_kernels()
+    module_plan = None
+    if route and route.get("route") == "module":
+        try:
+            module_plan = module_package_plan(
+                params["module_source"], kernel, installed, params["module_packages"],
+                src_version=params["src_version"], base_url=params["module_package_base_url"])
+        except RouteError as exc:
+            route, route_error = None, str(exc)
     dkms_installed, dkms = dkms_state(module, name) if params["gather_dkms"] else (None, None)
     stats = parse_toa_stats(read_text("/proc/net/toa_stats", ""))
     return {
@@ -712,13 +774,15 @@ def gather(module):
             "running": kernel,
             "installed_toa": installed_toa_kernels(),
             "running_is_toa": is_toa_kernel(kernel),
+            "installed": installed,
         },
+        "module_plan": module_plan,
         "dkms": dkms,
         "dkms_installed": dkms_installed,
         "src_recorded": recorded_src(name),
         "route": route,
         "route_error": route_error,
-        "preflight": preflight_state(module, route),
+        "preflight": preflight_state(module, route, module_plan),
         "ebpf": ebpf_state(module, host),
     }
 
@@ -740,6 +804,10 @@ def main():
             signing_key=dict(type="str", default="", no_log=False),
             signing_cert=dict(type="str", default=""),
             params=dict(type="dict"),
+            module_source=dict(type="str", default="auto", choices=["auto", "prebuilt", "dkms"]),
+            module_packages=dict(type="dict", default={}),
+            module_package_base_url=dict(type="str", default=""),
+            src_version=dict(type="str", default=""),
             gather_dkms=dict(type="bool", default=True),
         ),
         supports_check_mode=True,

@@ -214,7 +214,8 @@ def problems(route, readings, settings):
 
     readings: {disk, bootloader, security, loaded, signing} as toa_facts
     gathers them.  settings: {name, free_mb, ignore, conflicting, row_id,
-    params}.  Signing settings and params (option kinds the kernel's TCP uses)
+    params, module_source} (module_source: the module route's plan, prebuilt
+    or dkms).  Signing settings and params (option kinds the kernel's TCP uses)
     are checked even when a check is ignored: they are inputs, not host state.
     """
     ignore = settings.get("ignore") or []
@@ -226,7 +227,9 @@ def problems(route, readings, settings):
         for msg in messages:
             found.append({"check": check, "msg": msg})
 
-    add("space", _space_problems(route, readings.get("disk") or {}, settings.get("free_mb")))
+    # A prebuilt module package needs no DKMS tree: nothing to build in /usr/src or /var/lib/dkms.
+    if not (route == "module" and settings.get("module_source") == "prebuilt"):
+        add("space", _space_problems(route, readings.get("disk") or {}, settings.get("free_mb")))
     add("bootloader", _bootloader_problems(route, readings.get("bootloader") or {}))
     add("conflicts", _conflict_problems(route, settings.get("name") or "toa",
                                         readings.get("loaded") or {},

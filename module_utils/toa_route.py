@@ -650,6 +650,100 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
           % (module_problem, kernel_problem))
 
 
+# The module route's two ways to the module (toa_module_source): a package
+# prebuilt for the kernel release by playbooks/build.yml, or DKMS on the host.
+MODULE_SOURCES = ("auto", "prebuilt", "dkms")
+_DEB_FILE_RE = re.compile(r"^([a-z0-9][a-z0-9+.-]*)_([^_/]+)_([a-z0-9-]+)\.deb$")
+
+
+def _prebuilt_entry(release, entry, src_version, base_url):
+    """(install item, None) for a usable toa_module_packages entry, else (None, why not)."""
+    if not isinstance(entry, dict):
+        return None, "its entry is not a dict"
+    path = str(entry.get("file") or "").strip()
+    if not path or ".." in path.split("/"):
+        return None, "its entry has no file (a path under toa_module_package_base_url)"
+    name = path.rsplit("/", 1)[-1]
+    match = _DEB_FILE_RE.match(name)
+    if not match:
+        return None, "%s is not a .deb file name (package_version_arch.deb)" % name
+    try:
+        sha256 = normalize_sha256(entry.get("sha256"))
+    except ValueError:
+        return None, "its sha256 is not 64 hex digits"
+    if not sha256:
+        return None, "its entry has no sha256"
+    version = str(entry.get("version") or "").strip()
+    if not version:
+        return None, "its entry has no module version"
+    if src_version and version != src_version:
+        return None, ("it holds TOA %s and this role installs %s (rebuild with playbooks/build.yml)"
+                      % (version, src_version))
+    return {"kernel": release, "name": name, "url": join_url(base_url, path), "sha256": sha256,
+            "version": version, "package": str(entry.get("package") or match.group(1)),
+            "package_version": str(entry.get("package_version") or match.group(2).replace("%3a", ":"))}, None
+
+
+def module_package_plan(source, running, installed, packages, src_version="", base_url=""):
+    """Prebuilt packages or DKMS for the module route (pure; the caller read the kernels).
+
+    source: auto (prebuilt when the running kernel has a usable package, else
+    DKMS), prebuilt (a RouteError instead of DKMS) or dkms.  packages:
+    toa_module_packages, kernel release -> {file, sha256, version[, package,
+    package_version]}; an entry is usable with a file, a sha256 and the role's
+    module version.  With prebuilt, every installed kernel that has a usable
+    entry gets its package too (a reboot into it keeps TOA); kernels without one
+    are listed in "without".
+
+    Returns {source, reason, install (running kernel first), without, unusable}.
+    """
+    if source not in MODULE_SOURCES:
+        raise RouteError("toa_module_source %r is not one of %s" % (source, ", ".join(MODULE_SOURCES)))
+    packages = packages or {}
+    kernels = [running] + sorted(set(k for k in (installed or []) if k and k != running))
+    plan = {"source": "dkms", "reason": "", "install": [], "without": [], "unusable": {}}
+    if source == "dkms":
+        plan["reason"] = "toa_module_source is dkms: building TOA on the host under DKMS"
+        return plan
+    usable = {}
+    for release in kernels:
+        if release not in packages:
+            continue
+        if not base_url:
+            plan["unusable"][release] = "toa_module_package_base_url is empty"
+            continue
+        item, why = _prebuilt_entry(release, packages[release], src_version, base_url)
+        if item:
+            usable[release] = item
+        else:
+            plan["unusable"][release] = why
+    if running in usable:
+        plan["source"] = "prebuilt"
+        plan["install"] = [usable[k] for k in kernels if k in usable]
+        plan["without"] = [k for k in kernels if k not in usable]
+        plan["reason"] = ("installing the prebuilt TOA module package for kernel%s %s; no compiler, "
+                          "headers or DKMS on the host"
+                          % ("s" if len(plan["install"]) > 1 else "",
+                             ", ".join(i["kernel"] for i in plan["install"])))
+        return plan
+    if running in plan["unusable"]:
+        why = "the prebuilt package for the running kernel %s cannot be used: %s" % (
+            running, plan["unusable"][running])
+    elif packages:
+        why = "toa_module_packages has no package for the running kernel %s (it has %s)" % (
+            running, ", ".join(sorted(packages)))
+    else:
+        why = "toa_module_packages is empty"
+    if source == "prebuilt":
+        raise RouteError(
+            "toa_module_source is prebuilt but %s. Build it once for the fleet: "
+            "ansible-playbook playbooks/build.yml -e '{\"toa_build_kmod_releases\": [\"%s\"]}' and "
+            "give the fleet the toa_module_packages it prints, or set toa_module_source: auto to "
+            "build TOA on this host under DKMS." % (why, running))
+    plan["reason"] = "%s: building TOA on the host under DKMS" % why
+    return plan
+
+
 def parse_dkms_status(text):
     """Parse `dkms status` output of dkms 2.2, 2.8 and 3.x into a list of dicts.
 

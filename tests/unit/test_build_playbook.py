@@ -95,3 +95,29 @@ def test_missing_build_packages_are_named_and_stop_the_build(tmp_path):
     assert ("localhost lacks toa-no-such-package. Install them (apt-get install --no-install-recommends "
             "toa-no-such-package) or run with -e toa_build_install_deps=true as root.") in out
     assert "Create the build directories" not in out and os.listdir(str(tmp_path)) == []
+
+
+def kmod_play():
+    with open(BUILD) as handle:
+        plays = yaml.safe_load(handle)
+    return [p for p in plays if p["name"].startswith("Build TOA module packages")][0]
+
+
+def test_module_releases_are_the_given_ones_then_the_fleets():
+    from role_tasks import render
+    play_vars = kmod_play()["vars"]
+
+    def requested(**variables):
+        given = render(play_vars["__toa_kmod_given"], None, **variables)
+        return render(play_vars["__toa_kmod_requested"], None, __toa_kmod_given=given, **variables)
+
+    fleet = {"groups": {"all": ["web1", "web2", "db1"]},
+             "hostvars": {"web1": {"__toa_kmod_fleet_kernels": ["6.1.0-57-amd64", "6.1.0-56-amd64"]},
+                          "web2": {"__toa_kmod_fleet_kernels": ["6.1.0-57-amd64"]},
+                          "db1": {}}}  # not in the collecting play: nothing from it
+    # The tool builds each release once; the list keeps repeats for the count it reports.
+    assert requested(toa_build_kmod_releases=["5.10.0-30-amd64"], **fleet) == [
+        "5.10.0-30-amd64", "6.1.0-57-amd64", "6.1.0-56-amd64", "6.1.0-57-amd64"]
+    assert requested(toa_build_kmod_releases="6.1.0-57-amd64,6.1.0-56-amd64",
+                     groups={"all": []}, hostvars={}) == ["6.1.0-57-amd64,6.1.0-56-amd64"]
+    assert requested(groups={"all": []}, hostvars={}) == []

@@ -257,3 +257,43 @@ def test_the_module_route_records_what_toa_facts_reads_back(tmp_path, monkeypatc
     monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
     assert toa_facts.recorded_src("toa") == ["/usr/src/toa-2.0.0"]
     assert toa_facts.INSTALLED_SRC == task["ansible.builtin.lineinfile"]["path"]
+
+
+# -- module route, prebuilt packages (module_prebuilt.yml, remove.yml) --------------------
+
+def _kmod_item(release, version):
+    return {"kernel": release, "package": "toa-kmod-%s" % release, "package_version": version,
+            "name": "toa-kmod-%s_%s_amd64.deb" % (release, version)}
+
+
+def _kmod_missing(install, dpkg_lines):
+    task = find_task("roles/toa/tasks/module_prebuilt.yml", "List the prebuilt packages that still need installing")
+    variables = {"__toa_module_plan": {"install": install},
+                 "toa_kmod_query": {"stdout_lines": dpkg_lines}}
+    current = render(task["vars"]["__toa_kmod_current"], None, **variables)
+    return render(task["ansible.builtin.set_fact"]["__toa_kmod_missing"], None,
+                  __toa_kmod_current=current, **variables)
+
+
+def test_prebuilt_packages_installed_at_their_version_are_not_installed_again():
+    a, b = _kmod_item("6.1.0-57-amd64", "2.0.1+k1"), _kmod_item("6.1.0-56-amd64", "2.0.1+k2")
+    # dpkg-query output: rc 1 and nothing for a package it does not know
+    assert _kmod_missing([a, b], []) == [a, b]
+    assert _kmod_missing([a, b], ["toa-kmod-6.1.0-57-amd64|install ok installed|2.0.1+k1"]) == [b]
+    assert _kmod_missing([a, b], ["toa-kmod-6.1.0-57-amd64|install ok installed|2.0.1+k1",
+                                  "toa-kmod-6.1.0-56-amd64|install ok installed|2.0.1+k2"]) == []
+    # another build of the same release (new headers, key or module version) replaces it
+    assert _kmod_missing([a], ["toa-kmod-6.1.0-57-amd64|install ok installed|2.0.1+k0"]) == [a]
+    # removed but its configuration kept, or half installed: install again
+    assert _kmod_missing([a], ["toa-kmod-6.1.0-57-amd64|deinstall ok config-files|2.0.1+k1"]) == [a]
+    assert _kmod_missing([a], ["toa-kmod-6.1.0-57-amd64|install ok half-configured|2.0.1+k1"]) == [a]
+    # an epoch dpkg prints is not part of the version the entry names
+    assert _kmod_missing([a], ["toa-kmod-6.1.0-57-amd64|install ok installed|1:2.0.1+k1"]) == []
+
+
+def test_removal_purges_every_toa_kmod_package_dpkg_knows():
+    task = find_task("roles/toa/tasks/remove.yml", "Purge the prebuilt TOA module packages")
+    lines = ["toa-kmod-6.1.0-57-amd64 ii ", "toa-kmod-6.1.0-56-amd64 rc ", "toa-kmod-6.1.0-55-amd64 un "]
+    names = render(task["vars"]["__toa_kmod_installed"], None, toa_remove_kmod_query={"stdout_lines": lines})
+    assert names == ["toa-kmod-6.1.0-57-amd64", "toa-kmod-6.1.0-56-amd64"]
+    assert render(task["vars"]["__toa_kmod_installed"], None, toa_remove_kmod_query={"rc": 2}) == []

@@ -72,7 +72,9 @@ def test_nothing_installed(fakehost, run_module, fake_commands):
     assert toa["counters"]["lost"] is None  # no counters: unknown, not "nothing lost"
     assert toa["autoload"]["enabled"] is False and toa["autoload"]["files"] == []
     assert toa["kernels"] == {"running": "6.1.0-18-amd64", "installed_toa": [],
-                              "running_is_toa": False}
+                              "running_is_toa": False, "installed": []}
+    assert toa["module_plan"]["source"] == "dkms"
+    assert toa["module_plan"]["reason"].startswith("toa_module_packages is empty")
     assert toa["dkms"] == [] and toa["dkms_installed"] is False
     assert toa["route"]["route"] == "module"
     assert toa["route_error"] is None
@@ -234,6 +236,53 @@ def test_installed_toa_kernels_from_lib_modules_and_boot(fakehost, run_module, m
     write(fakehost, "/proc/sys/kernel/osrelease", "3.16.43.toa\n")
     toa = facts(run_module, bins={"dkms": None})
     assert toa["kernels"]["running_is_toa"] is True
+
+
+def test_installed_kernels_from_boot_and_lib_modules_vmlinuz(fakehost, run_module):
+    write(fakehost, "/boot/vmlinuz-6.1.0-18-amd64", "")
+    write(fakehost, "/boot/vmlinuz-6.1.0-17-amd64", "")
+    write(fakehost, "/lib/modules/5.14.0-362.el9.x86_64/vmlinuz", "")
+    os.makedirs(str(fakehost / "lib/modules/6.1.0-10-amd64"))  # a leftover directory: no kernel
+    toa = facts(run_module, bins={"dkms": None})
+    assert toa["kernels"]["installed"] == ["5.14.0-362.el9.x86_64", "6.1.0-17-amd64", "6.1.0-18-amd64"]
+
+
+def _kmod(release, version="2.0.1"):
+    return {"file": "kmod/toa-kmod-%s_%s+k1_amd64.deb" % (release, version), "sha256": SHA, "version": version}
+
+
+def test_module_plan_prebuilt_for_running_and_installed_kernels(fakehost, run_module):
+    write(fakehost, "/boot/vmlinuz-6.1.0-18-amd64", "")
+    write(fakehost, "/boot/vmlinuz-6.1.0-19-amd64", "")
+    write(fakehost, "/boot/vmlinuz-6.1.0-17-amd64", "")
+    toa = facts(run_module, {"module_packages": {r: _kmod(r) for r in ("6.1.0-18-amd64", "6.1.0-19-amd64")},
+                             "module_package_base_url": "http://mirror/", "src_version": "2.0.1"},
+                bins={"dkms": None})
+    plan = toa["module_plan"]
+    assert plan["source"] == "prebuilt"
+    assert [i["kernel"] for i in plan["install"]] == ["6.1.0-18-amd64", "6.1.0-19-amd64"]
+    assert plan["install"][0]["url"] == "http://mirror/kmod/toa-kmod-6.1.0-18-amd64_2.0.1+k1_amd64.deb"
+    assert plan["without"] == ["6.1.0-17-amd64"]
+
+
+def test_module_plan_prebuilt_only_without_a_package_is_a_route_error(fakehost, run_module):
+    toa = facts(run_module, {"module_source": "prebuilt",
+                             "module_packages": {"6.1.0-19-amd64": _kmod("6.1.0-19-amd64")},
+                             "module_package_base_url": "http://mirror/", "src_version": "2.0.1"},
+                bins={"dkms": None})
+    assert toa["route"] is None and toa["module_plan"] is None
+    assert "no package for the running kernel 6.1.0-18-amd64" in toa["route_error"]
+    assert "toa_build_kmod_releases" in toa["route_error"]
+
+
+def test_prebuilt_plan_skips_the_dkms_space_check(fakehost, run_module, monkeypatch):
+    monkeypatch.setattr(toa_facts, "free_space", lambda path: {"checked": path, "free_mb": 10, "device": 1})
+    toa = facts(run_module, {"module_source": "dkms"}, bins={"dkms": None})
+    assert [p["check"] for p in toa["preflight"]["problems"]] == ["space"]
+    toa = facts(run_module, {"module_packages": {"6.1.0-18-amd64": _kmod("6.1.0-18-amd64")},
+                             "module_package_base_url": "http://mirror/"}, bins={"dkms": None})
+    assert toa["module_plan"]["source"] == "prebuilt"
+    assert toa["preflight"]["problems"] == []
 
 
 def test_centos6_without_os_release_takes_package_route(fakehost, run_module, monkeypatch):
