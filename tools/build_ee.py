@@ -89,8 +89,10 @@ BASE = {
         "deb http://deb.debian.org/debian bookworm-updates main",
         "deb http://deb.debian.org/debian-security bookworm-security main",
     ],
-    # python3.11-venv: the venv below and ensurepip inside it.
-    "packages": ["python3.11", "python3.11-venv", "ca-certificates"],
+    # python3 is 3.11 in Debian 12; python3-venv brings the venv below and
+    # ensurepip inside it (naming python3.11-venv directly made debootstrap
+    # fail to configure it).
+    "packages": ["python3", "python3-venv", "ca-certificates"],
     "venv": "/opt/ee-python",
     "apt_conf": (
         "// Package lists stay in the image, compressed, without translations,\n"

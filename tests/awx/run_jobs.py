@@ -64,7 +64,7 @@ KNOWN_HOSTS = "inventories/awx-testbed/known_hosts"  # inside the job's project
 # The fleet's settings, kept in the inventory as docs/awx.md recommends: the
 # probe's proxies (192.0.2.2, 2001:db8::2) lie inside trusted_cidrs.
 GROUP_VARS = {
-    # ansible-runner, and so every AWX job, sets ANSIBLE_HOST_KEY_CHECKING=False
+    # ansible-runner, which runs every AWX job, sets ANSIBLE_HOST_KEY_CHECKING=False
     # unless the job's environment says otherwise, and Ansible then puts
     # StrictHostKeyChecking=no before ansible_ssh_common_args, where ssh takes
     # the first value: the inventory variable beats that environment variable.
