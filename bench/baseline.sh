@@ -7,6 +7,9 @@
 # role's default parameters and writes the autoload files the role writes
 # (/etc/modules-load.d/toa.conf, /etc/modprobe.d/toa.conf). No DKMS, no
 # verification, no idempotence: it is a stopwatch baseline, not an installer.
+# It gets what the role's module route gets: the apt indexes refreshed only
+# when older than toa_apt_cache_valid_time, and make with as many jobs as
+# DKMS uses (one per CPU).
 set -euo pipefail
 if [ $# -lt 3 ]; then
 	echo "usage: $0 PORT KEY KNOWN_HOSTS [HOST] [USER]   (port, key and known_hosts as toavm.py up printed them)" >&2
@@ -34,11 +37,18 @@ EOS
 	cat <<'EOS'
 TGZ
 t0=$(date +%s)
-apt-get update -qq
+# The same index rule as the role (toa_apt_cache_valid_time, 3600 s by
+# default): refresh only when the last refresh is older than that.
+stamp=/var/lib/apt/periodic/update-success-stamp
+[ -e "$stamp" ] || stamp=/var/lib/apt/lists
+if [ $(( $(date +%s) - $(stat -c %Y "$stamp") )) -ge "${TOA_APT_CACHE_VALID_TIME:-3600}" ]; then
+	apt-get update -qq
+fi
 apt-get install -y -qq --no-install-recommends "linux-headers-$rel" gcc make libc6-dev >/root/toa-baseline/apt.log 2>&1 ||
 	{ tail -20 /root/toa-baseline/apt.log; exit 1; }
 t1=$(date +%s)
-make -C "/lib/modules/$rel/build" M=/root/toa-baseline modules >/root/toa-baseline/build.log 2>&1 ||
+# As many jobs as DKMS gives its builds (its default: the number of CPUs).
+make -j"$(nproc)" -C "/lib/modules/$rel/build" M=/root/toa-baseline modules >/root/toa-baseline/build.log 2>&1 ||
 	{ tail -20 /root/toa-baseline/build.log; exit 1; }
 t2=$(date +%s)
 install -D -m 0644 /root/toa-baseline/toa.ko "/lib/modules/$rel/updates/toa.ko"

@@ -21,6 +21,12 @@ hook      accept + getpeername() rates on loopback with TOA unloaded, loaded, an
           instructions (QEMU -icount), where runs repeat to within a few tenths of a
           percent and a ratio is a ratio of instructions spent
 
+With --prebuilt, the module route with a prebuilt toa-kmod package joins the
+first converge (toa_module_source=prebuilt: no compiler, headers or DKMS on the
+guest) in the same alternation, against baseline.sh; playbooks/build.yml builds
+the package for the guest's kernel once, before the first of these converges
+and outside their timing, as a fleet's mirror would already have it.
+
 With --ebpf, the eBPF route (toa_strategy=ebpf) joins both: its first converge
 and rerun on fresh guests of the same kind, in the same alternation, against
 the module route's; and a block with its programs attached (no module) in the
@@ -64,6 +70,7 @@ TARGETS = {
     'hook_conn': (0.97, 'min'),
     'hook_toa': (0.97, 'min'),
     'first_ebpf': (0.2, 'max'),
+    'first_prebuilt': (0.25, 'max'),
     'hook_ebpf': (0.98, 'min'),
     'scale100': (3.0, 'max'),
 }
@@ -176,6 +183,17 @@ def cpu_busy_seconds(stat_text, hz=100):
     raise ValueError('no "cpu" line in /proc/stat output')
 
 
+def arm_order(rep, reps, arms=()):
+    """The order of the first-converge arms in repetition @rep of @reps:
+    baseline and role alternate, the last repetition ending with the role (so
+    scale and hook can use its guest); each extra arm goes first in odd
+    repetitions and between the two in even ones."""
+    order = ('baseline', 'role') if (reps - rep) % 2 == 0 else ('role', 'baseline')
+    for arm in arms:
+        order = (arm,) + order if rep % 2 else order[:1] + (arm,) + order[1:]
+    return order
+
+
 def build_rows(res):
     """Table rows from the raw results: (figure, runs summary, baseline summary,
     ratio, target, met, note)."""
@@ -209,6 +227,17 @@ def build_rows(res):
         pair_row('first converge: role / baseline.sh of each repetition',
                  [v['role'] / v['baseline'] for _, v in sorted(by_rep.items())
                   if v.get('role') and v.get('baseline')], 'first')
+    prebuilt = summarize(first.get('prebuilt_s', []))
+    if prebuilt:
+        row('first converge: role (module route, prebuilt package)', 's', prebuilt, base,
+            'first_prebuilt', 'against baseline.sh (which compiles on the host)')
+        pair_row('first converge: prebuilt / baseline.sh of each repetition',
+                 [v['prebuilt'] / v['baseline'] for _, v in sorted(by_rep.items())
+                  if v.get('prebuilt') and v.get('baseline')], 'first_prebuilt')
+        prebuilt_rerun = summarize(first.get('prebuilt_rerun_s', []))
+        if prebuilt_rerun:
+            row('rerun: role (prebuilt package)', 's', prebuilt_rerun, prebuilt, 'rerun',
+                'changed=%s' % ','.join(str(c) for c in first.get('prebuilt_rerun_changed', [])))
     ebpf = summarize(first.get('ebpf_s', []))
     if ebpf:
         row('first converge: role (eBPF route)', 's', ebpf, role, 'first_ebpf',
@@ -365,6 +394,7 @@ class Bench:
             with open(path) as f:
                 self.state = json.load(f)
         self.nlog = 0
+        self.kmod_vars_file = None
         self.last_cpu = 0.0      # CPU seconds of the last run() and its descendants
         # per-alias ssh control sockets; short, as a unix socket path has at most 107 bytes
         self.control_dir = '/tmp/toabench-cp.%d' % os.getpid()
@@ -506,6 +536,60 @@ class Bench:
         self.log('role: first converge %.1f s, rerun %.1f s (changed=%d), boot_id %s'
                  % (secs, secs2, changed, 'unchanged' if before == after else 'CHANGED'))
 
+    def kmod_vars(self):
+        """The fleet variables of a prebuilt toa-kmod package for the running
+        guest's kernel, built (once per run) by playbooks/build.yml into the test
+        bed's mirror; not timed: a fleet's mirror has it before the converge."""
+        if self.kmod_vars_file:
+            return self.kmod_vars_file
+        rc, text, _ = self.ssh('uname -r', 'uname', timeout=120)
+        release = text.strip().splitlines()[-1] if rc == 0 and text.strip() else ''
+        if not release:
+            raise RuntimeError('cannot read the guest\'s kernel release:\n' + text[-500:])
+        path = os.path.join(self.out, 'kmod-vars.yml')
+        argv = [os.path.join(self.a.venv, 'bin', 'ansible-playbook'),
+                '-i', os.path.join(ROOT, 'inventories', 'local', 'toavm_guests.py'),
+                os.path.join(ROOT, 'playbooks', 'build.yml'),
+                '-e', json.dumps({'toa_build_kmod_releases': [release]}),
+                '-e', 'toa_build_vars_file=' + path]
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+        rc, text, secs = self.run(argv, 'build-kmod', env=env)
+        if rc != 0 or not os.path.exists(path):
+            raise RuntimeError('build.yml for %s failed:\n%s' % (release, text[-2000:]))
+        self.res['first']['kmod_build_s'] = round(secs, 1)
+        self.log('build.yml: toa-kmod-%s in %.0f s (not timed as part of a converge)'
+                 % (release, secs))
+        self.kmod_vars_file = path
+        return path
+
+    def one_prebuilt(self, rep):
+        """The module route from a prebuilt package, first converge and rerun,
+        on a fresh guest of the same kind."""
+        self.fresh_guest()
+        inv = self.inventory(1, self.a.prefix + 'host')
+        extra = ['-e', 'toa_strategy=module', '-e', 'toa_module_source=prebuilt',
+                 '-e', '@' + self.kmod_vars()]
+        rc, text, secs = self.playbook('site.yml', inv, 'converge-prebuilt-%d' % rep, extra)
+        if rc != 0:
+            self.error('first converge (prebuilt package), repetition %d' % rep, text)
+            return
+        if 'installing the prebuilt TOA module package' not in ' '.join(text.split()):
+            self.error('first converge (prebuilt package), repetition %d' % rep,
+                       'the converge did not take the prebuilt path')
+            return
+        first = self.res['first']
+        first.setdefault('prebuilt_s', []).append(round(secs, 2))
+        first.setdefault('by_rep', {}).setdefault(str(rep), {})['prebuilt'] = secs
+        rc2, text2, secs2 = self.playbook('site.yml', inv, 'rerun-prebuilt-%d' % rep, extra)
+        if rc2 != 0:
+            self.error('rerun (prebuilt package), repetition %d' % rep, text2)
+            return
+        changed = sum(h.get('changed', 0) for h in parse_recap(text2).values())
+        first.setdefault('prebuilt_rerun_s', []).append(round(secs2, 2))
+        first.setdefault('prebuilt_rerun_changed', []).append(changed)
+        self.log('prebuilt package: first converge %.1f s, rerun %.1f s (changed=%d)'
+                 % (secs, secs2, changed))
+
     def one_ebpf(self, rep):
         """The eBPF route's first converge and rerun on a fresh guest of the same kind."""
         self.fresh_guest()
@@ -529,12 +613,9 @@ class Bench:
                  % (secs, secs2, changed))
 
     def part_first(self):
+        arms = [arm for arm in ('prebuilt', 'ebpf') if getattr(self.a, arm)]
         for rep in range(1, self.a.reps + 1):
-            # alternate, ending with the role so scale and hook can use its guest
-            order = ('baseline', 'role') if (self.a.reps - rep) % 2 == 0 else ('role', 'baseline')
-            if self.a.ebpf:
-                order = ('ebpf',) + order if rep % 2 else order[:1] + ('ebpf',) + order[1:]
-            for kind in order:
+            for kind in arm_order(rep, self.a.reps, arms):
                 try:
                     getattr(self, 'one_' + kind)(rep)
                 except RuntimeError as exc:
@@ -700,6 +781,8 @@ def parse_args(argv):
     ap.add_argument('--forks', type=int, default=20,
                     help='upper bound on forks for verify.yml (20, as in ansible.cfg; every '
                          'alias has its own ssh connection)')
+    ap.add_argument('--prebuilt', action='store_true',
+                    help='first: also the module route from a prebuilt toa-kmod package')
     ap.add_argument('--ebpf', action='store_true',
                     help='also the eBPF route: its first converge (fresh guests, alternating) '
                     'against the module route\'s, and a block with its programs attached in '

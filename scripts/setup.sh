@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything this project needs on a fresh Debian 12 machine:
 # Debian packages (QEMU, debootstrap, GRUB tools, cross compiler for the
-# arm64 compile test, clang and libbpf headers for the eBPF object), and three Python virtualenvs (current and legacy
+# arm64 compile test, clang and libbpf headers for the eBPF object, rpm to parse
+# the generated EL spec), and three Python virtualenvs (current and legacy
 # ansible-core, and ansible-test 2.16 for the sanity tests on the legacy
 # Pythons) from pinned requirements.  Idempotent: reruns are fast.
 #   scripts/setup.sh        everything the tests need
@@ -58,7 +59,8 @@ debs=(qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-common fdisk
       gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
       chromium
       patch rsync kmod cpio dpkg-dev fakeroot
-      clang-14 llvm-14 libbpf-dev)
+      clang-14 llvm-14 libbpf-dev
+      rpm)   # rpmspec: the generated EL kmod spec is parsed by rpm itself
 install_debs "${debs[@]}"
 make_venv "$TOA_VENV" "$here/requirements/dev.txt"
 make_venv "$TOA_VENV_LEGACY" "$here/requirements/legacy.txt"

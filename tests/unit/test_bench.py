@@ -218,3 +218,38 @@ def test_ebpf_route_rows_compare_with_unloaded_and_with_the_module():
     del res["hook_icount"]["conn/s with ebpf"]
     rows = {r["figure"]: r for r in bench.build_rows(res)}
     assert h + "same, eBPF route attached (no module)" not in rows
+
+
+def test_prebuilt_rows_compare_with_the_baseline_of_the_same_repetition():
+    res = {"config": {},
+           "first": {"baseline_s": [100.0, 120.0], "role_s": [130.0, 150.0],
+                     "prebuilt_s": [20.0, 40.0], "prebuilt_rerun_s": [3.0, 5.0],
+                     "prebuilt_rerun_changed": [0, 1],
+                     # repetition 2's baseline failed: no pair for its prebuilt run
+                     "by_rep": {"1": {"baseline": 100.0, "role": 130.0, "prebuilt": 20.0},
+                                "2": {"role": 150.0, "prebuilt": 40.0},
+                                "3": {"baseline": 120.0, "prebuilt": 36.0}}}}
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    pre = rows["first converge: role (module route, prebuilt package)"]
+    assert pre["ratio"] == pytest.approx(30.0 / 110.0) and pre["met"] == "no"   # target <= 0.25
+    pairs = rows["first converge: prebuilt / baseline.sh of each repetition"]
+    assert pairs["value"]["n"] == 2 and pairs["ratio"] == pytest.approx((0.2 + 0.3) / 2)
+    assert pairs["met"] == "yes"
+    rerun = rows["rerun: role (prebuilt package)"]
+    assert rerun["ratio"] == pytest.approx(4.0 / 30.0) and rerun["note"] == "changed=0,1"
+    # without a prebuilt arm, no prebuilt rows
+    del res["first"]["prebuilt_s"]
+    assert not [f for f in (r["figure"] for r in bench.build_rows(res)) if "prebuilt" in f]
+
+
+def test_every_arm_runs_once_per_repetition_and_the_role_ends_the_run():
+    assert bench.parse_args(["--prebuilt", "--only", "first"]).prebuilt
+    for arms in ((), ("prebuilt",), ("ebpf",), ("prebuilt", "ebpf")):
+        orders = [bench.arm_order(rep, 3, arms) for rep in (1, 2, 3)]
+        for order in orders:
+            assert sorted(order) == sorted(("baseline", "role") + arms)
+        assert orders[-1][-1] == "role"
+        # neither the baseline nor an extra arm always runs right after a fresh start
+        assert len({o[0] for o in orders}) > 1
+    assert bench.arm_order(1, 2, ("prebuilt",)) == ("prebuilt", "role", "baseline")
+    assert bench.arm_order(2, 2, ("prebuilt",)) == ("baseline", "prebuilt", "role")

@@ -231,13 +231,17 @@ def test_molecule_checks_the_guest_create_yml_started(monkeypatch):
     expr = base["provisioner"]["inventory"]["group_vars"]["all"]["toa_testbed_known_hosts"]
     # The guest name create.yml gives the instance.
     with open(os.path.join(ROOT, "molecule", "shared", "create.yml")) as f:
-        assert '"molecule-{{ run_id }}-{{ item.name }}"' in f.read()
+        assert '"{{ guest_prefix }}{{ run_id }}-{{ item.name }}"' in f.read()
     monkeypatch.setenv("MOLECULE_SCENARIO_NAME", "default")
     monkeypatch.setenv("TOA_CACHE", "/srv/cache")
     assert render(expr, inventory_hostname="debian12") == "/srv/cache/run/molecule-default-debian12/known_hosts"
     monkeypatch.delenv("TOA_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", "/x")
     assert render(expr, inventory_hostname="d") == "/x/toa-fleet/run/molecule-default-d/known_hosts"
+    # A guest prefix other than molecule- (create.yml names the guest with it).
+    monkeypatch.setenv("TOA_MOLECULE_GUEST_PREFIX", "eb-")
+    assert render(expr, inventory_hostname="d") == "/x/toa-fleet/run/eb-default-d/known_hosts"
+    monkeypatch.delenv("TOA_MOLECULE_GUEST_PREFIX")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", "/home/u")
     assert render(expr, inventory_hostname="d") == "/home/u/.cache/toa-fleet/run/molecule-default-d/known_hosts"
