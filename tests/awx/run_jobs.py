@@ -188,7 +188,7 @@ def run_job(pdd, book, survey, ident=None):
     if os.path.exists(os.path.join(art, "status")):
         with open(os.path.join(art, "status")) as f:
             status = f.read().strip()
-    return {"playbook": book, "seconds": round(seconds, 1), "rc": rc, "status": status,
+    return {"playbook": book + ".yml", "seconds": round(seconds, 1), "rc": rc, "status": status,
             "runner_rc": proc.returncode, "stdout": os.path.join(art, "stdout"),
             "runner_output": (proc.stdout + proc.stderr)[-2000:]}
 
@@ -268,7 +268,7 @@ def hostkey_job(pdd, name, results, scenario, guest, ee_tag):
         write(os.path.join(pdd, "project", KNOWN_HOSTS), good)
         os.unlink(other)
         os.unlink(other + ".pub")
-    job.update(scenario=scenario, guest=guest, ee=ee_tag, playbook="verify (wrong host key)")
+    job.update(scenario=scenario, guest=guest, ee=ee_tag, playbook="verify.yml, another host key")
     if job["rc"] == 0 or job["status"] != "failed":
         job["result"] = "FAILED: the job ran with a wrong host key (rc %s, status %s)" % (job["rc"], job["status"])
     else:
@@ -346,7 +346,7 @@ def main(argv=None):
     print("| scenario | EE | playbook | wall time | result |")
     print("|---|---|---|---|---|")
     for j in results:
-        print("| %s (%s) | %s | %s.yml | %.0f s | %s |" % (j["scenario"], j["guest"], j["ee"], j["playbook"],
+        print("| %s (%s) | %s | %s | %.0f s | %s |" % (j["scenario"], j["guest"], j["ee"], j["playbook"],
                                                           j["seconds"], j["result"]))
     if not ok:
         raise SystemExit("run_jobs: FAILED")
