@@ -244,13 +244,18 @@ def ensure_base(force=False):
     return ref, True, time.time() - t0
 
 
-def definition_tag(path):
-    """The single tag an EE definition's options.tags names (read with the
-    virtualenv's PyYAML, which ansible-builder brings)."""
+def load_definition(path):
+    """An EE definition as data (read with the virtualenv's PyYAML, which
+    ansible-builder brings)."""
     out = run([os.path.join(VENV_AWX, "bin", "python"), "-c",
-               "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))['options']['tags']))",
+               "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
                path], capture_output=True, text=True).stdout
-    tags = json.loads(out)
+    return json.loads(out)
+
+
+def definition_tag(definition, path):
+    """The single tag an EE definition's options.tags names."""
+    tags = definition.get("options", {}).get("tags") or []
     if len(tags) != 1:
         raise SystemExit("build_ee: %s: expected one tag in options.tags, found %r" % (path, tags))
     return tags[0]
@@ -267,9 +272,11 @@ def build_args(base_ref):
     }
 
 
-def ee_key(definition_text, base_ref, args, builder_version):
+def ee_key(definition, base_ref, args, builder_version):
+    """Hash of an EE's recipe: the definition's data (its comments and layout
+    change nothing), the base image, the build arguments, ansible-builder."""
     h = hashlib.sha256()
-    h.update(definition_text.encode())
+    h.update(json.dumps(definition, sort_keys=True).encode())
     h.update(json.dumps([base_ref, args, builder_version], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -282,10 +289,11 @@ def builder_version():
 
 def ensure_ee(name, base_ref, force=False):
     path = os.path.join(ROOT, EES[name])
-    tag = definition_tag(path)                      # toa-fleet-ee:2.19
+    definition = load_definition(path)
+    tag = definition_tag(definition, path)          # toa-fleet-ee:2.19
     repo, version = tag.rsplit(":", 1)
     args = build_args(base_ref)
-    key = ee_key(_read(path), base_ref, args, builder_version())
+    key = ee_key(definition, base_ref, args, builder_version())
     ref = "localhost/%s:%s-%s" % (repo, version, key)
     built, seconds = False, 0.0
     if force or not image_exists(ref):

@@ -44,14 +44,28 @@ def test_local_base_build_arguments():
     assert build_ee.PATH_IN_BASE.startswith(build_ee.BASE["venv"] + "/bin:")
 
 
-def test_ee_key_follows_definition_base_arguments_and_builder():
+def test_ee_key_follows_definition_data_base_arguments_and_builder():
     args = build_ee.build_args("localhost/b:1")
-    key = build_ee.ee_key("version: 3\n", "localhost/b:1", args, "3.2.0")
+    ee = {"version": 3, "options": {"tags": ["t:1"]}}
+    key = build_ee.ee_key(ee, "localhost/b:1", args, "3.2.0")
     assert len(key) == 16
-    assert key == build_ee.ee_key("version: 3\n", "localhost/b:1", args, "3.2.0")
-    assert key != build_ee.ee_key("version: 3\n# changed\n", "localhost/b:1", args, "3.2.0")
-    assert key != build_ee.ee_key("version: 3\n", "localhost/b:2", build_ee.build_args("localhost/b:2"), "3.2.0")
-    assert key != build_ee.ee_key("version: 3\n", "localhost/b:1", args, "3.2.1")
+    # The same data in another key order (another layout of the file) is the same recipe.
+    assert key == build_ee.ee_key({"options": {"tags": ["t:1"]}, "version": 3}, "localhost/b:1", args, "3.2.0")
+    assert key != build_ee.ee_key({"version": 3, "options": {"tags": ["t:2"]}}, "localhost/b:1", args, "3.2.0")
+    assert key != build_ee.ee_key(ee, "localhost/b:2", build_ee.build_args("localhost/b:2"), "3.2.0")
+    assert key != build_ee.ee_key(ee, "localhost/b:1", args, "3.2.1")
+    assert key != build_ee.ee_key(ee, None, build_ee.build_args(None), "3.2.0")
+
+
+def test_definition_tag_is_the_single_tag():
+    assert build_ee.definition_tag({"options": {"tags": ["toa-fleet-ee:2.19"]}}, "f") == "toa-fleet-ee:2.19"
+    for bad in ({"options": {"tags": ["a:1", "b:1"]}}, {"options": {}}, {}):
+        try:
+            build_ee.definition_tag(bad, "f.yml")
+        except SystemExit as e:
+            assert "f.yml: expected one tag" in str(e)
+        else:
+            raise AssertionError("accepted %r" % bad)
 
 
 def test_base_key_follows_the_hosts_certificates():
