@@ -94,7 +94,8 @@ def test_the_readme_stays_a_front_page():
 # within its row), so a file added, moved or renamed without redrawing the
 # layout fails here.
 LAYOUT_DIRS = ["library", "module_utils", "filter_plugins", "scripts", "tools", "testbed", "playbooks",
-               "playbooks/tasks", "bench", "tests/host", "tests/kmod", "tests/bpf", "inventories/local", "docs"]
+               "playbooks/tasks", "bench", "tests/host", "tests/kmod", "tests/bpf", "tests/awx",
+               "inventories/local", "docs"]
 
 
 def test_layout_names_every_file():
