@@ -147,13 +147,24 @@ def t_basic(l4, l6, ld):
     c.close()
 
 
-def t_rejections(l4, l6, ld):
+def refused(name, listener, v6, opts, real, counter, counted):
+    """A handshake whose ACK carries opts: the peer must stay the real one
+    (real(source_port)) and counter must grow by one; both are checks."""
     c0 = counters()
-    c, _, sp = hs(l4, False, ack_opts=K.toa_opt(253, '2001:db8:7::9', 1))
-    K.check('v6 TOA on AF_INET socket ignored', K.peer(c) == (K.P4, sp), str(K.peer(c)))
+    c, _, sp = hs(listener, v6, ack_opts=opts)
+    K.check(name, K.peer(c) == real(sp), str(K.peer(c)))
     c.close()
-    ok, why = bumped(c0, 'rejected_family')
-    K.check('rejected_family counted', ok, why)
+    ok, why = bumped(c0, counter)
+    K.check(counted, ok, why)
+
+
+def t_rejections(l4, l6, ld):
+    def real4(sp):
+        return (K.P4, sp)
+
+    refused('v6 TOA on AF_INET socket ignored', l4, False,
+            K.toa_opt(253, '2001:db8:7::9', 1), real4,
+            'rejected_family', 'rejected_family counted')
 
     c0 = counters()
     bad = b'\x05\x00' + K.toa_opt(200, '203.0.113.7', 1)      # zero-length option first
@@ -167,28 +178,15 @@ def t_rejections(l4, l6, ld):
         ok, why = bumped(c0, 'rejected_malformed')
         K.check('rejected_malformed counted', ok, why)
 
-    c0 = counters()
-    c, _, sp = hs(l4, False, ack_opts=K.toa_opt(200, '0.0.0.0', 5))
-    K.check('TOA naming 0.0.0.0 ignored', K.peer(c) == (K.P4, sp), str(K.peer(c)))
-    c.close()
-    ok, why = bumped(c0, 'rejected_malformed')
-    K.check('zero address counted as malformed', ok, why)
-
-    c0 = counters()
-    two = K.toa_opt(200, '198.51.100.66', 6666) + K.toa_opt(200, '203.0.113.7', 7)
-    c, _, sp = hs(l4, False, ack_opts=two)
-    K.check('two TOA options: neither honoured', K.peer(c) == (K.P4, sp), str(K.peer(c)))
-    c.close()
-    ok, why = bumped(c0, 'rejected_multiple')
-    K.check('rejected_multiple counted', ok, why)
-    c0 = counters()
-    mixed = K.toa_opt(254, '2001:db8:9::9', 9) + K.toa_opt(200, '203.0.113.7', 7)
-    c, _, sp = hs(ld, False, ack_opts=mixed)
-    K.check('a v6 and a v4 TOA: neither honoured', K.peer(c) == ('::ffff:' + K.P4, sp),
-            str(K.peer(c)))
-    c.close()
-    ok, why = bumped(c0, 'rejected_multiple')
-    K.check('rejected_multiple counted (v6 + v4)', ok, why)
+    refused('TOA naming 0.0.0.0 ignored', l4, False, K.toa_opt(200, '0.0.0.0', 5), real4,
+            'rejected_malformed', 'zero address counted as malformed')
+    refused('two TOA options: neither honoured', l4, False,
+            K.toa_opt(200, '198.51.100.66', 6666) + K.toa_opt(200, '203.0.113.7', 7), real4,
+            'rejected_multiple', 'rejected_multiple counted')
+    refused('a v6 and a v4 TOA: neither honoured', ld, False,
+            K.toa_opt(254, '2001:db8:9::9', 9) + K.toa_opt(200, '203.0.113.7', 7),
+            lambda sp: ('::ffff:' + K.P4, sp),
+            'rejected_multiple', 'rejected_multiple counted (v6 + v4)')
 
     # kind and length: a configured kind with another length is another option
     c, _, sp = hs(l4, False, ack_opts=b'\xc8\x06\x00\x01\x02\x03')
@@ -337,7 +335,7 @@ def t_fastopen():
             c0 = counters()
             sp = K.next_sport[0]
             K.next_sport[0] += 1
-            os.write(K.tun_fd, K.tcp_packet(False, K.P4, K.L4, sp, PORT_TFO, 1000, 0, 0x02,
+            os.write(K.tun_fd, K.tcp_packet(K.P4, K.L4, sp, PORT_TFO, 1000, 0, 0x02,
                                             b'\x02\x04\x05\xb4' + opts, payload=b'hello'))
             sa = K.read_synack(sp)
             c, _ = lst.accept()
@@ -347,7 +345,7 @@ def t_fastopen():
             if want is None:
                 ok, why = bumped(c0, 'fastopen_without_toa')
                 K.check('fastopen_without_toa counted', ok, why)
-            os.write(K.tun_fd, K.tcp_packet(False, K.P4, K.L4, sp, PORT_TFO, 1006, sa + 1, 0x04))
+            os.write(K.tun_fd, K.tcp_packet(K.P4, K.L4, sp, PORT_TFO, 1006, sa + 1, 0x04))
             c.close()
     finally:
         lst.close()
