@@ -216,14 +216,14 @@ def build_rows(res):
                          'met': verdict(s['median'], target), 'note': note})
 
     first = res.get('first', {})
+    # Each repetition's runs ran back to back on the same machine: when the
+    # machine's load changes between repetitions, their ratios are the fairer view.
+    by_rep = first.get('by_rep', {})
     base = summarize(first.get('baseline_s', []))
     role = summarize(first.get('role_s', []))
     if base or role:
         row('first converge: baseline.sh', 's', base, None, None)
         row('first converge: role (module route)', 's', role, base, 'first')
-        # Each repetition's pair ran back to back on the same machine: when the
-        # machine's load changes between repetitions, these ratios are the fairer view.
-        by_rep = first.get('by_rep', {})
         pair_row('first converge: role / baseline.sh of each repetition',
                  [v['role'] / v['baseline'] for _, v in sorted(by_rep.items())
                   if v.get('role') and v.get('baseline')], 'first')

@@ -237,6 +237,12 @@ def test_prebuilt_rows_compare_with_the_baseline_of_the_same_repetition():
     assert pairs["met"] == "yes"
     rerun = rows["rerun: role (prebuilt package)"]
     assert rerun["ratio"] == pytest.approx(4.0 / 30.0) and rerun["note"] == "changed=0,1"
+    # a run whose first arm so far is the prebuilt one (rows are saved after each arm)
+    only = {"first": {"prebuilt_s": [20.0], "by_rep": {"1": {"prebuilt": 20.0}}}}
+    rows_only = {r["figure"]: r for r in bench.build_rows(only)}
+    assert rows_only["first converge: role (module route, prebuilt package)"]["ratio"] is None
+    only["first"]["ebpf_s"] = [10.0]
+    assert bench.build_rows(only)
     # without a prebuilt arm, no prebuilt rows
     del res["first"]["prebuilt_s"]
     assert not [f for f in (r["figure"] for r in bench.build_rows(res)) if "prebuilt" in f]
