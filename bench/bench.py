@@ -566,51 +566,42 @@ class Bench:
         """The module route from a prebuilt package, first converge and rerun,
         on a fresh guest of the same kind."""
         self.fresh_guest()
-        inv = self.inventory(1, self.a.prefix + 'host')
-        extra = ['-e', 'toa_strategy=module', '-e', 'toa_module_source=prebuilt',
-                 '-e', '@' + self.kmod_vars()]
-        rc, text, secs = self.playbook('site.yml', inv, 'converge-prebuilt-%d' % rep, extra)
-        if rc != 0:
-            self.error('first converge (prebuilt package), repetition %d' % rep, text)
-            return
-        if 'installing the prebuilt TOA module package' not in ' '.join(text.split()):
-            self.error('first converge (prebuilt package), repetition %d' % rep,
-                       'the converge did not take the prebuilt path')
-            return
-        first = self.res['first']
-        first.setdefault('prebuilt_s', []).append(round(secs, 2))
-        first.setdefault('by_rep', {}).setdefault(str(rep), {})['prebuilt'] = secs
-        rc2, text2, secs2 = self.playbook('site.yml', inv, 'rerun-prebuilt-%d' % rep, extra)
-        if rc2 != 0:
-            self.error('rerun (prebuilt package), repetition %d' % rep, text2)
-            return
-        changed = sum(h.get('changed', 0) for h in parse_recap(text2).values())
-        first.setdefault('prebuilt_rerun_s', []).append(round(secs2, 2))
-        first.setdefault('prebuilt_rerun_changed', []).append(changed)
-        self.log('prebuilt package: first converge %.1f s, rerun %.1f s (changed=%d)'
-                 % (secs, secs2, changed))
+        self.route_arm(rep, 'prebuilt', 'prebuilt package',
+                       ['-e', 'toa_strategy=module', '-e', 'toa_module_source=prebuilt',
+                        '-e', '@' + self.kmod_vars()],
+                       must_say='installing the prebuilt TOA module package')
 
     def one_ebpf(self, rep):
         """The eBPF route's first converge and rerun on a fresh guest of the same kind."""
         self.fresh_guest()
+        self.route_arm(rep, 'ebpf', 'eBPF route', ['-e', 'toa_strategy=ebpf'])
+
+    def route_arm(self, rep, key, label, extra, must_say=None):
+        """First converge and rerun of one extra arm on the guest just started:
+        times under first[KEY_s] and by_rep[rep][KEY], the rerun under
+        first[KEY_rerun_s] and its changed= under first[KEY_rerun_changed].
+        With @must_say, the converge's output must contain it (the path taken)."""
         inv = self.inventory(1, self.a.prefix + 'host')
-        extra = ['-e', 'toa_strategy=ebpf']
-        rc, text, secs = self.playbook('site.yml', inv, 'converge-ebpf-%d' % rep, extra)
+        rc, text, secs = self.playbook('site.yml', inv, 'converge-%s-%d' % (key, rep), extra)
         if rc != 0:
-            self.error('first converge (eBPF route), repetition %d' % rep, text)
+            self.error('first converge (%s), repetition %d' % (label, rep), text)
+            return
+        if must_say and must_say not in ' '.join(text.split()):
+            self.error('first converge (%s), repetition %d' % (label, rep),
+                       'the converge did not take the expected path: no "%s"' % must_say)
             return
         first = self.res['first']
-        first.setdefault('ebpf_s', []).append(round(secs, 2))
-        first.setdefault('by_rep', {}).setdefault(str(rep), {})['ebpf'] = secs
-        rc2, text2, secs2 = self.playbook('site.yml', inv, 'rerun-ebpf-%d' % rep, extra)
+        first.setdefault(key + '_s', []).append(round(secs, 2))
+        first.setdefault('by_rep', {}).setdefault(str(rep), {})[key] = secs
+        rc2, text2, secs2 = self.playbook('site.yml', inv, 'rerun-%s-%d' % (key, rep), extra)
         if rc2 != 0:
-            self.error('rerun (eBPF route), repetition %d' % rep, text2)
+            self.error('rerun (%s), repetition %d' % (label, rep), text2)
             return
         changed = sum(h.get('changed', 0) for h in parse_recap(text2).values())
-        first.setdefault('ebpf_rerun_s', []).append(round(secs2, 2))
-        first.setdefault('ebpf_rerun_changed', []).append(changed)
-        self.log('eBPF route: first converge %.1f s, rerun %.1f s (changed=%d)'
-                 % (secs, secs2, changed))
+        first.setdefault(key + '_rerun_s', []).append(round(secs2, 2))
+        first.setdefault(key + '_rerun_changed', []).append(changed)
+        self.log('%s: first converge %.1f s, rerun %.1f s (changed=%d)'
+                 % (label, secs, secs2, changed))
 
     def part_first(self):
         arms = [arm for arm in ('prebuilt', 'ebpf') if getattr(self.a, arm)]
