@@ -60,6 +60,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -585,6 +586,15 @@ def root_binds(args):
     return unique
 
 
+def _stderr_file():
+    """sys.stderr for a child's output when it is a real file (not under a test's capture), else None."""
+    try:
+        sys.stderr.fileno()
+        return sys.stderr
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def build_in_root(args, runner):
     """Run this build inside the build root args.buildroot; its result (packages under args.work)."""
     import toa_buildroot  # only the host needs it
@@ -593,9 +603,9 @@ def build_in_root(args, runner):
     os.makedirs(os.path.abspath(args.work), exist_ok=True)
     runner.say("building in the build root %s" % root)
     try:
-        if toa_buildroot.run_in_root(root, ["apt-get", "update", "-qq"], stdout=sys.stderr) != 0:
+        if toa_buildroot.run_in_root(root, ["apt-get", "update", "-qq"], stdout=_stderr_file()) != 0:
             runner.say("apt-get update in the build root failed: using the package lists it has")
-        with open(os.path.join(os.path.abspath(args.work), "buildroot-stdout.tmp"), "w+") as out:
+        with tempfile.TemporaryFile(mode="w+") as out:  # the build's stdout: its result as JSON
             rc = toa_buildroot.run_in_root(root, inner_argv(args), root_binds(args), stdout=out)
             out.seek(0)
             lines = [line for line in out.read().splitlines() if line.startswith("{")]
