@@ -16,7 +16,8 @@ guest.  This tool
   (so paths mean the same inside and out); everything it mounted is
   unmounted when the command ends, fails or the tool is stopped (SIGTERM,
   SIGHUP, SIGINT), and mounts a killed run left behind are removed before the
-  next run and before a root is deleted.
+  next run and before a root is deleted.  One command runs in a root at a
+  time (a lock in the root); another waits for it.
 
     toa_buildroot.py ensure [--suite xenial]         make the root if missing, print its path
     toa_buildroot.py path [--suite xenial]           print the path it has or would have
@@ -86,6 +87,7 @@ CHROOT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "HOME": "/
               "DEBIAN_FRONTEND": "noninteractive"}
 INFO = "etc/toa-buildroot.json"
 HOST_RESOLV = "/etc/resolv.conf"
+LOCK = "etc/toa-buildroot.lock"
 
 
 class BuildrootError(Exception):
@@ -235,6 +237,21 @@ def run_in_root(root, argv, binds=(), env=None, stdout=None, say=log):
                              "toa_buildroot.py ensure" % (root, INFO))
     if os.geteuid() != 0:
         raise BuildrootError("running a command in a build root needs root (mount, chroot)")
+    # One command at a time per root: what is mounted under it when we hold
+    # the lock was left by a stopped run, never another command's.
+    lock = open(os.path.join(root, LOCK), "w")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            say("another command runs in %s: waiting for it" % root)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run_locked(root, argv, binds, env, stdout, say)
+    finally:
+        lock.close()
+
+
+def _run_locked(root, argv, binds, env, stdout, say):
     clear_stale_mounts(root, say)
     # Name resolution for apt inside: the host's resolver, as a file.
     with open(HOST_RESOLV) as src, open(os.path.join(root, "etc", "resolv.conf.toa"), "w") as dst:
@@ -415,9 +432,13 @@ def main(argv=None):
     p.add_argument("root")
     p.add_argument("--bind", action="append", default=[], help="a host directory, bound at the same path inside")
     p.add_argument("--apt-update", action="store_true", help="apt-get update in the root first")
-    p.add_argument("command", nargs=argparse.REMAINDER)
     p = sub.add_parser("info")
     p.add_argument("root")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = []
+    if "--" in argv:  # run's command: everything after the first --
+        command = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
     args = ap.parse_args(argv)
     try:
         if args.cmd == "path":
@@ -427,7 +448,6 @@ def main(argv=None):
         elif args.cmd == "info":
             print(json.dumps(read_info(args.root), indent=1, sort_keys=True))
         elif args.cmd == "run":
-            command = args.command[1:] if args.command[:1] == ["--"] else args.command
             if not command:
                 ap.error("run: give the command after --")
             if args.apt_update:

@@ -231,3 +231,28 @@ def test_run_command_needs_a_command(capsys):
     with pytest.raises(SystemExit):
         tb.main(["run", "/nonexistent", "--"])
     assert "give the command after --" in capsys.readouterr().err
+
+
+def test_a_second_command_waits_for_the_first_and_never_clears_its_mounts(root, monkeypatch):
+    import fcntl
+    import threading
+    fake = FakeSystem(monkeypatch)
+    cleared = []
+    monkeypatch.setattr(tb, "clear_stale_mounts", lambda r, say=None: cleared.append(r) or [])
+    said = []
+    holder = open(os.path.join(root, tb.LOCK), "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # a first command runs
+    release = threading.Timer(0.5, holder.close)
+    release.start()
+    assert tb.run_in_root(root, ["true"], say=said.append) == 0
+    release.join()
+    assert said == ["another command runs in %s: waiting for it" % root]
+    assert cleared == [root] and [c for c in fake.calls if c[0] == "chroot"]
+
+
+def test_run_from_the_command_line_binds_and_runs_what_follows_the_dashes(root, monkeypatch, tmp_path):
+    fake = FakeSystem(monkeypatch, rc=4)
+    shared = str(tmp_path / "shared")
+    assert tb.main(["run", root, "--bind", shared, "--", "sh", "-c", "exit 4", "--bind"]) == 4
+    assert [c for c in fake.calls if c[0] == "chroot"] == [["chroot", root, "sh", "-c", "exit 4", "--bind"]]
+    assert root + shared in fake.mounted()
