@@ -101,6 +101,21 @@ def config_edits(debug):
     return CONFIG_EDITS + (DEBUG_CONFIG_EDITS if debug else [])
 
 
+_SIGNATURE_RE = re.compile(r'^CONFIG_VERSION_SIGNATURE="Ubuntu (\S+)-[A-Za-z][\w.]* (\d+\.\d+(?:\.\d+)?)"$', re.M)
+
+
+def signature_edits(config_text, localversion):
+    """An Ubuntu config names its kernel in CONFIG_VERSION_SIGNATURE, which becomes
+    /proc/version_signature ("Ubuntu 4.4.0-210.242-generic 4.4.262"): the TOA kernel's names
+    its own flavour, the last word of the local version ("Ubuntu 4.4.0-210.242-toa 4.4.262"),
+    and keeps the upstream version the package route compares.  [] for other configs."""
+    match = _SIGNATURE_RE.search(config_text or "")
+    flavour = localversion.strip("-").rsplit("-", 1)[-1]
+    if not match or not flavour:
+        return []
+    return [["--set-str", "VERSION_SIGNATURE", "Ubuntu %s-%s %s" % (match.group(1), flavour, match.group(2))]]
+
+
 class BuildError(Exception):
     pass
 
@@ -355,10 +370,10 @@ def plan(args, source_version, source_sha, patch_text, config_text, lsmod_text):
     return inputs, key, pkgversion
 
 
-def configure(runner, tree, config, lsmod, jobs, debug=False):
+def configure(runner, tree, config, lsmod, jobs, debug=False, extra_edits=()):
     shutil.copyfile(config, os.path.join(tree, ".config"))
     make = ["make", "-j%d" % jobs]
-    edits = [a for edit in config_edits(debug) for a in edit]
+    edits = [a for edit in config_edits(debug) + list(extra_edits) for a in edit]
     runner.run(["scripts/config", "--file", ".config"] + edits, cwd=tree)
     runner.run(make + ["olddefconfig"], cwd=tree)
     if lsmod:
@@ -490,7 +505,8 @@ def build(args, runner):
     runner.say("applying the TOA patch")
     runner.run(["patch", "-p1", "--batch", "--forward", "-i", os.path.join(bdir, "toa.patch")], cwd=tree)
     runner.say("configuring")
-    configure(runner, tree, config, args.lsmod, args.jobs, args.debug)
+    configure(runner, tree, config, args.lsmod, args.jobs, args.debug,
+              signature_edits(config_text, args.localversion))
     shutil.copyfile(os.path.join(tree, ".config"), os.path.join(bdir, "config"))
     if getattr(args, "configure_only", False):
         return configured_result(args, runner, tree, bdir, key, pkgversion, source_version, start)

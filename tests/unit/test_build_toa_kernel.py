@@ -383,3 +383,13 @@ def test_the_ubuntu1604_module_list_has_what_the_xenial_guest_boots_with():
     for needed in ("virtio_blk", "virtio_net", "virtio_pci", "virtio_rng", "ext4", "e1000", "tun", "veth",
                    "nf_conntrack_ipv4"):
         assert needed in names
+
+
+def test_the_ubuntu_signature_names_the_toa_flavour_and_keeps_the_upstream_version():
+    config = 'CONFIG_X=y\nCONFIG_VERSION_SIGNATURE="Ubuntu 4.4.0-210.242-generic 4.4.262"\n'
+    edits = btk.signature_edits(config, "-210-toa")
+    assert edits == [["--set-str", "VERSION_SIGNATURE", "Ubuntu 4.4.0-210.242-toa 4.4.262"]]
+    signature = edits[0][2]
+    assert toa_route.upstream_kernel_version("4.4.262-210-toa", "", signature) == "4.4.262"
+    assert btk.signature_edits("CONFIG_X=y\n", "-toa") == []  # Debian: no signature, no edit
+    assert btk.signature_edits('CONFIG_VERSION_SIGNATURE=""\n', "-toa") == []
