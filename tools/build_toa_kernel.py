@@ -616,6 +616,11 @@ def build_in_root(args, runner):
     import toa_buildroot  # only the host needs it
 
     root = os.path.abspath(args.buildroot)
+    missing = toa_buildroot.missing_tools(root)
+    if missing:
+        raise BuildError("the build root %s lacks %s, which the build runs: it was made by an older "
+                         "recipe; make the current one with toa_buildroot.py ensure and pass its path"
+                         % (root, ", ".join(missing)))
     os.makedirs(os.path.abspath(args.work), exist_ok=True)
     runner.say("building in the build root %s" % root)
     try:

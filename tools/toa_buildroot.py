@@ -60,11 +60,16 @@ UBUNTU_KEYRING_SHA256 = "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0
 # What a 4.4 kernel's `make bindeb-pkg` and build_toa_kernel.py need.  4.4
 # ships its Kconfig and genksyms parsers pre-generated (*_shipped): no flex or
 # bison (they are needed from 4.16 on).  libelf-dev for objtool where the
-# config asks for it, libssl-dev for sign-file and extract-cert, perl for
-# localmodconfig, bzip2 for Ubuntu's linux-source tarball, dpkg-dev and
-# fakeroot for the packages, python3 (3.5) for build_toa_kernel.py itself.
-XENIAL_PACKAGES = ["gcc", "make", "libc6-dev", "bc", "libelf-dev", "libssl-dev", "kmod", "cpio",
+# config asks for it (Ubuntu's 4.4 has none), libssl-dev for sign-file and
+# extract-cert, openssl for the module signing key certs/Makefile generates,
+# perl for localmodconfig, bzip2 for Ubuntu's linux-source tarball, dpkg-dev
+# and fakeroot for the packages, python3 (3.5) for build_toa_kernel.py itself.
+XENIAL_PACKAGES = ["gcc", "make", "libc6-dev", "bc", "libelf-dev", "libssl-dev", "openssl", "kmod", "cpio",
                    "fakeroot", "dpkg-dev", "python3", "patch", "perl", "bzip2", "xz-utils"]
+# Commands the whole build runs in the root; a root without one is refused
+# before the build starts (see missing_tools).
+BUILD_TOOLS = ("gcc", "make", "bc", "openssl", "perl", "cpio", "fakeroot", "dpkg-gencontrol", "dpkg-deb",
+               "depmod", "bzip2", "xz", "patch", "python3", "apt-get")
 
 RECIPES = {
     "xenial": {
@@ -167,6 +172,13 @@ def mount_plan(root, binds=()):
         seen.add(path)
         plan.append((["mount", "--bind", path, root + path], root + path))
     return plan
+
+
+def missing_tools(root, tools=BUILD_TOOLS):
+    """The tools not found on the root's PATH, looked up from the host (nothing is run)."""
+    dirs = CHROOT_ENV["PATH"].split(":")
+    return [tool for tool in tools
+            if not any(os.access(os.path.join(root + d, tool), os.X_OK) for d in dirs)]
 
 
 def unmount_plan(targets):

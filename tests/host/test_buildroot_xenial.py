@@ -67,6 +67,7 @@ def test_the_root_has_xenials_compiler_and_python(root, tmp_path):
     info = tb.read_info(root)
     assert info["key"] == tb.recipe_key("xenial") and info["suite"] == "xenial"
     assert re.search(r"\) 5\.4\.", info["versions"]["gcc"])
+    assert tb.missing_tools(root) == []  # everything the full build runs, openssl for the signing key too
     rc, out = run_captured(root, ["python3", "-c", "import sys; print(sys.version_info[:2])"], tmp_path=tmp_path)
     assert (rc, out.strip()) == (0, "(3, 5)")
     rc, out = run_captured(root, ["sh", "-c", "grep -h ^deb /etc/apt/sources.list; test -e /proc/self/status "

@@ -342,6 +342,7 @@ def test_the_build_in_the_root_returns_its_result(tmp_path, monkeypatch):
               "log": str(tmp_path / "kbuild" / "builds" / "k" / "build.log"), "catalogue_row": {"x": 1}}
     fake = FakeRoot("progress\n" + json.dumps(result) + "\n", update_rc=100)
     monkeypatch.setattr(toa_buildroot, "run_in_root", fake)
+    monkeypatch.setattr(toa_buildroot, "missing_tools", lambda root: [])
     runner = btk.Runner()
     got = btk.build_in_root(root_args(tmp_path), runner)
     assert got["kernel"] == "4.4.262-210-toa" and "catalogue_row" not in got  # made on the host
@@ -359,6 +360,7 @@ def test_the_build_in_the_root_returns_its_result(tmp_path, monkeypatch):
 def test_a_failed_build_in_the_root_says_why(tmp_path, monkeypatch, printed, rc, why):
     import toa_buildroot
     monkeypatch.setattr(toa_buildroot, "run_in_root", FakeRoot(printed, rc))
+    monkeypatch.setattr(toa_buildroot, "missing_tools", lambda root: [])
     with pytest.raises(btk.BuildError) as err:
         btk.build_in_root(root_args(tmp_path), btk.Runner())
     assert why in str(err.value) and str(tmp_path / "root") in str(err.value)
@@ -393,3 +395,13 @@ def test_the_ubuntu_signature_names_the_toa_flavour_and_keeps_the_upstream_versi
     assert toa_route.upstream_kernel_version("4.4.262-210-toa", "", signature) == "4.4.262"
     assert btk.signature_edits("CONFIG_X=y\n", "-toa") == []  # Debian: no signature, no edit
     assert btk.signature_edits('CONFIG_VERSION_SIGNATURE=""\n', "-toa") == []
+
+
+def test_a_root_of_an_older_recipe_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    import toa_buildroot
+    fake = FakeRoot("")
+    monkeypatch.setattr(toa_buildroot, "run_in_root", fake)
+    monkeypatch.setattr(toa_buildroot, "missing_tools", lambda root: ["openssl"])
+    with pytest.raises(btk.BuildError, match="lacks openssl, which the build runs: .* toa_buildroot.py ensure"):
+        btk.build_in_root(root_args(tmp_path), btk.Runner())
+    assert fake.calls == []

@@ -256,3 +256,13 @@ def test_run_from_the_command_line_binds_and_runs_what_follows_the_dashes(root, 
     assert tb.main(["run", root, "--bind", shared, "--", "sh", "-c", "exit 4", "--bind"]) == 4
     assert [c for c in fake.calls if c[0] == "chroot"] == [["chroot", root, "sh", "-c", "exit 4", "--bind"]]
     assert root + shared in fake.mounted()
+
+
+def test_missing_tools_are_looked_up_on_the_roots_path(tmp_path):
+    for directory, tool, mode in (("usr/bin", "gcc", 0o755), ("sbin", "depmod", 0o755), ("usr/bin", "perl", 0o644)):
+        path = tmp_path / directory / tool
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(mode)
+    assert tb.missing_tools(str(tmp_path), ("gcc", "depmod", "perl", "openssl")) == ["perl", "openssl"]
+    assert "openssl" in tb.BUILD_TOOLS and "openssl" in tb.RECIPES["xenial"]["packages"]
