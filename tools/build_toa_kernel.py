@@ -25,11 +25,28 @@ A build is keyed by (source package version and sha256, patch sha256, config
 inputs, local version, recipe version); a key already built is not built
 again.  The last stdout line is the result as JSON; progress goes to the log
 (``<work>/builds/<key>/build.log``, linked as ``<work>/last-build.log``) and
-to stderr.  Ubuntu's linux-source-<version> works the same way; only a Debian
-12 build has been run.
+to stderr.
+
+``--buildroot ROOT`` runs the same build inside a build root of the target's
+release made by toa_buildroot.py (Ubuntu 16.04: a xenial debootstrap with
+gcc-5 and Python 3.5), so a machine of another release builds it natively:
+this script, the module source, the work directory and the module list are
+bound into the root at their own paths, apt inside the root picks the source
+and headers from the target's archive, and the packages are published from
+the host.  ``--configure-only`` stops after the patch and the config (a quick
+check that the patch applies and Kconfig takes TOA).  ``{abi}`` in
+``--localversion`` is the ABI number of an Ubuntu source version (210 of
+4.4.0-210.242).  Ubuntu's tree carries the upstream sublevel in its Makefile
+(its packaging, not the Makefile, names its kernels 4.4.0-210-generic), so
+``-{abi}-toa`` names the kernel 4.4.262-210-toa: upstream 4.4.262 like the
+kernel it replaces (not "older" to the package route) and sorted above
+4.4.0-210-generic by GRUB and dpkg.
 
     tools/build_toa_kernel.py --series 6.1 --config-from-headers linux-headers-amd64 \\
         --lsmod tools/kernel-recipes/debian12-qemu.lsmod --distribution debian --major 12
+    tools/build_toa_kernel.py --buildroot "$(tools/toa_buildroot.py ensure)" --series 4.4.0 \\
+        --config-from-headers linux-headers-generic --lsmod tools/kernel-recipes/ubuntu1604-qemu.lsmod \\
+        --localversion='-{abi}-toa' --distribution ubuntu --version 16.04
 """
 
 import argparse
@@ -43,6 +60,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,6 +99,21 @@ DEBUG_REQUIRED = ("CONFIG_PROVE_LOCKING=y", "CONFIG_KASAN=y", "CONFIG_DEBUG_KMEM
 
 def config_edits(debug):
     return CONFIG_EDITS + (DEBUG_CONFIG_EDITS if debug else [])
+
+
+_SIGNATURE_RE = re.compile(r'^CONFIG_VERSION_SIGNATURE="Ubuntu (\S+)-[A-Za-z][\w.]* (\d+\.\d+(?:\.\d+)?)"$', re.M)
+
+
+def signature_edits(config_text, localversion):
+    """An Ubuntu config names its kernel in CONFIG_VERSION_SIGNATURE, which becomes
+    /proc/version_signature ("Ubuntu 4.4.0-210.242-generic 4.4.262"): the TOA kernel's names
+    its own flavour, the last word of the local version ("Ubuntu 4.4.0-210.242-toa 4.4.262"),
+    and keeps the upstream version the package route compares.  [] for other configs."""
+    match = _SIGNATURE_RE.search(config_text or "")
+    flavour = localversion.strip("-").rsplit("-", 1)[-1]
+    if not match or not flavour:
+        return []
+    return [["--set-str", "VERSION_SIGNATURE", "Ubuntu %s-%s %s" % (match.group(1), flavour, match.group(2))]]
 
 
 class BuildError(Exception):
@@ -191,6 +224,24 @@ def deb_file_version(path, package):
     return name.rsplit("_", 1)[0].replace("%3a", ":")
 
 
+def ubuntu_abi(source_version):
+    """The ABI number of an Ubuntu kernel source version ("4.4.0-210.242" -> "210"), None otherwise."""
+    match = re.match(r"^(?:\d+:)?\d+\.\d+(?:\.\d+)?-(\d+)\.\d+", source_version or "")
+    return match.group(1) if match else None
+
+
+def expand_localversion(localversion, source_version):
+    """--localversion with {abi} replaced by the source's Ubuntu ABI number."""
+    if "{abi}" not in localversion:
+        return localversion
+    abi = ubuntu_abi(source_version)
+    if abi is None:
+        raise BuildError("--localversion %s asks for {abi}, but the source version %s is not an Ubuntu "
+                         "kernel version (<upstream>-<abi>.<upload>); give a plain --localversion"
+                         % (localversion, source_version))
+    return localversion.replace("{abi}", abi)
+
+
 def candidate_version(runner, package):
     """The version apt would install now (apt-cache policy), None when apt knows none.
 
@@ -282,7 +333,9 @@ def source_tarball(runner, series, cache_dir, source_deb=None):
         runner.run(["dpkg-deb", "-x", deb, root + ".tmp"])
         os.replace(root + ".tmp", root)
     # Debian: /usr/src/linux-source-6.1.tar.xz; Ubuntu: /usr/src/linux-source-4.4.0/linux-source-4.4.0.tar.bz2
-    tarballs = glob.glob(os.path.join(root, "usr", "src", "**", "linux-source-*.tar.*"), recursive=True)
+    # (and /usr/src/linux-source-4.4.0.tar.bz2, a symlink to it: not a second tarball)
+    tarballs = [path for path in glob.glob(os.path.join(root, "usr", "src", "**", "linux-source-*.tar.*"),
+                                           recursive=True) if not os.path.islink(path)]
     if len(tarballs) != 1:
         raise BuildError("%s holds %d linux-source tarballs, expected one" % (deb, len(tarballs)))
     return deb, version, tarballs[0]
@@ -317,15 +370,18 @@ def plan(args, source_version, source_sha, patch_text, config_text, lsmod_text):
     return inputs, key, pkgversion
 
 
-def configure(runner, tree, config, lsmod, jobs, debug=False):
+def configure(runner, tree, config, lsmod, jobs, debug=False, extra_edits=()):
     shutil.copyfile(config, os.path.join(tree, ".config"))
     make = ["make", "-j%d" % jobs]
-    edits = [a for edit in config_edits(debug) for a in edit]
+    edits = [a for edit in config_edits(debug) + list(extra_edits) for a in edit]
     runner.run(["scripts/config", "--file", ".config"] + edits, cwd=tree)
     runner.run(make + ["olddefconfig"], cwd=tree)
     if lsmod:
         runner.say("trimming the config to the modules in %s (localmodconfig)" % lsmod)
-        # Any question oldconfig still asks gets its default answer.
+        # Any question oldconfig still asks gets its default answer.  (4.4's
+        # localmodconfig runs silentoldconfig, which stops at the first new
+        # option when stdin is not a terminal, after the trimmed config is in
+        # place and without failing make; the olddefconfig below answers them.)
         runner.run(make + ["LSMOD=%s" % os.path.abspath(lsmod), "localmodconfig"], cwd=tree,
                    input_text="\n" * 5000)
         runner.run(["scripts/config", "--file", ".config"] + edits, cwd=tree)
@@ -382,6 +438,7 @@ def build(args, runner):
     sources = os.path.join(work, "sources")
     runner.say("preparing inputs in %s" % work)
     deb, source_version, tarball = source_tarball(runner, args.series, sources, args.source_deb)
+    args.localversion = expand_localversion(args.localversion, source_version)
     config_origin = args.config
     if args.config_from_headers:
         config, pkg = config_from_headers(runner, args.config_from_headers, sources)
@@ -423,7 +480,8 @@ def build(args, runner):
     # A build started by a script without the lock (or on another machine
     # sharing the directory) still writes its log: never delete it under it.
     log = os.path.join(bdir, "build.log")
-    if os.path.isfile(log) and time.time() - os.path.getmtime(log) < 900:
+    if (os.path.isfile(log) and not os.path.isfile(os.path.join(bdir, "configured.json"))
+            and time.time() - os.path.getmtime(log) < 900):
         raise BuildError("build %s looks busy: its log %s changed %d s ago; wait for it, or remove %s"
                          % (key, log, time.time() - os.path.getmtime(log), bdir))
     shutil.rmtree(bdir, ignore_errors=True)
@@ -447,8 +505,11 @@ def build(args, runner):
     runner.say("applying the TOA patch")
     runner.run(["patch", "-p1", "--batch", "--forward", "-i", os.path.join(bdir, "toa.patch")], cwd=tree)
     runner.say("configuring")
-    configure(runner, tree, config, args.lsmod, args.jobs, args.debug)
+    configure(runner, tree, config, args.lsmod, args.jobs, args.debug,
+              signature_edits(config_text, args.localversion))
     shutil.copyfile(os.path.join(tree, ".config"), os.path.join(bdir, "config"))
+    if getattr(args, "configure_only", False):
+        return configured_result(args, runner, tree, bdir, key, pkgversion, source_version, start)
     runner.say("building (make -j%d bindeb-pkg, nice %d); follow: tail -f %s"
                % (args.jobs, args.nice, runner.log_path))
     make_start = time.time()
@@ -472,6 +533,112 @@ def build(args, runner):
         runner.say("removing the build tree (--keep-tree keeps it)")
         shutil.rmtree(tree, ignore_errors=True)
     runner.say("built %s in %d s" % (kernel, result["build_seconds"]))
+    return result
+
+
+def configured_result(args, runner, tree, bdir, key, pkgversion, source_version, start):
+    """--configure-only: the patched, configured tree's kernel release and the options that matter."""
+    kernel = runner.run(["make", "-s", "kernelrelease", "LOCALVERSION=%s" % args.localversion],
+                        cwd=tree, capture=True).strip()
+    with open(os.path.join(bdir, "config")) as f:
+        config_lines = f.read().splitlines()
+    wanted = ("CONFIG_TOA", "CONFIG_IPV6", "CONFIG_KPROBES", "CONFIG_KRETPROBES", "CONFIG_MODULE_SIG_KEY",
+              "CONFIG_VERSION_SIGNATURE", "CONFIG_LOCALVERSION")
+    options = {}
+    for line in config_lines:
+        name, sep, value = line.partition("=")
+        if sep and name in wanted:
+            options[name] = value
+    modules = sum(1 for line in config_lines if line.endswith("=m"))
+    result = {"key": key, "kernel": kernel, "pkgversion": pkgversion, "source_version": source_version,
+              "configured_only": True, "config": os.path.join(bdir, "config"), "options": options,
+              "modules": modules, "log": runner.log_path, "files": [], "cached": False,
+              "configure_seconds": int(time.time() - start)}
+    with open(os.path.join(bdir, "configured.json"), "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    if not args.keep_tree:
+        shutil.rmtree(tree, ignore_errors=True)
+    runner.say("configured %s (%d modules) in %d s; --configure-only: not building"
+               % (kernel, modules, result["configure_seconds"]))
+    return result
+
+
+def inner_argv(args, python="python3"):
+    """The command build_in_root runs inside the root: this build without --buildroot, never publishing.
+
+    Every path is absolute: it is bound into the root at the same path (root_binds).
+    """
+    argv = [python, os.path.join(HERE, "build_toa_kernel.py"), "--series", args.series,
+            "--src", os.path.abspath(args.src), "--work", os.path.abspath(args.work),
+            "--localversion=" + args.localversion, "--arch", args.arch, "--deb-arch", args.deb_arch,
+            "--distribution", args.distribution, "--nice", str(args.nice), "--jobs", str(args.jobs),
+            "--no-publish"]
+    argv += ["--version", args.version] if args.version else ["--major", args.major]
+    if args.config:
+        argv += ["--config", os.path.abspath(args.config)]
+    else:
+        argv += ["--config-from-headers", args.config_from_headers]
+    for flag, value in (("--source-deb", args.source_deb), ("--lsmod", args.lsmod)):
+        if value:
+            argv += [flag, os.path.abspath(value)]
+    if args.pkgversion:
+        argv += ["--pkgversion", args.pkgversion]
+    for flag in ("keep_tree", "force", "debug", "configure_only"):
+        if getattr(args, flag, False):
+            argv.append("--" + flag.replace("_", "-"))
+    return argv
+
+
+def root_binds(args):
+    """Host directories the build in the root reads or writes, bound at the same path inside."""
+    binds = [HERE, os.path.abspath(args.src), os.path.abspath(args.work)]
+    for path in (args.config, args.lsmod, args.source_deb):
+        if path:
+            binds.append(os.path.dirname(os.path.abspath(path)))
+    unique = []
+    for path in binds:
+        if path not in unique:
+            unique.append(path)
+    return unique
+
+
+def _stderr_file():
+    """sys.stderr for a child's output when it is a real file (not under a test's capture), else None."""
+    try:
+        sys.stderr.fileno()
+        return sys.stderr
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def build_in_root(args, runner):
+    """Run this build inside the build root args.buildroot; its result (packages under args.work)."""
+    import toa_buildroot  # only the host needs it
+
+    root = os.path.abspath(args.buildroot)
+    missing = toa_buildroot.missing_tools(root)
+    if missing:
+        raise BuildError("the build root %s lacks %s, which the build runs: it was made by an older "
+                         "recipe; make the current one with toa_buildroot.py ensure and pass its path"
+                         % (root, ", ".join(missing)))
+    os.makedirs(os.path.abspath(args.work), exist_ok=True)
+    runner.say("building in the build root %s" % root)
+    try:
+        if toa_buildroot.run_in_root(root, ["apt-get", "update", "-qq"], stdout=_stderr_file()) != 0:
+            runner.say("apt-get update in the build root failed: using the package lists it has")
+        with tempfile.TemporaryFile(mode="w+") as out:  # the build's stdout: its result as JSON
+            rc = toa_buildroot.run_in_root(root, inner_argv(args), root_binds(args), stdout=out)
+            out.seek(0)
+            lines = [line for line in out.read().splitlines() if line.startswith("{")]
+    except toa_buildroot.BuildrootError as exc:
+        raise BuildError("build root %s: %s" % (root, exc))
+    result = json.loads(lines[-1]) if lines else {}
+    if rc != 0 or result.get("failed") or not lines:
+        raise BuildError("the build in the build root %s failed (exit %d): %s" % (
+            root, rc, result.get("msg") or "no result printed"))
+    runner.log_path = result.get("log")
+    for key in ("catalogue_row", "checksums", "subdir"):
+        result.pop(key, None)
     return result
 
 
@@ -503,11 +670,18 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="build even when this key was built")
     ap.add_argument("--debug", action="store_true",
                     help="lockdep, KASAN, kmemleak: a kernel for testing the module, not for a fleet")
+    ap.add_argument("--buildroot", help="build inside this build root (tools/toa_buildroot.py ensure); "
+                    "publish from here")
+    ap.add_argument("--configure-only", action="store_true",
+                    help="stop after the patch and the config; print the kernel release and the config's TOA lines")
     args = ap.parse_args(argv)
     subdir = args.subdir or "%s-%s-%s" % (args.distribution, args.major or args.version, args.arch)
     runner = Runner()
     try:
-        result = build(args, runner)
+        result = build_in_root(args, runner) if args.buildroot else build(args, runner)
+        if result.get("configured_only") or args.configure_only:  # (a full build's cached result too)
+            print(json.dumps(result, sort_keys=True))
+            return 0
         result["subdir"] = subdir
         if not args.no_publish:
             result["mirror_dir"] = publish(result, args.mirror, subdir)

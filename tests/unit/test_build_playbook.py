@@ -121,3 +121,56 @@ def test_module_releases_are_the_given_ones_then_the_fleets():
     assert requested(toa_build_kmod_releases="6.1.0-57-amd64,6.1.0-56-amd64",
                      groups={"all": []}, hostvars={}) == ["6.1.0-57-amd64,6.1.0-56-amd64"]
     assert requested(groups={"all": []}, hostvars={}) == []
+
+
+# -- the ubuntu1604 target: a xenial build root on any build host ------------------------------
+
+START = "Start the kernel build (runs in the background)"
+
+
+def build_argv(target, **extra):
+    from role_tasks import render
+    play_vars = play()["vars"]
+    task = find_task("playbooks/build.yml", START)
+    variables = dict(play_vars, toa_build_target=target, toa_build_cache="/srv/c", toa_build_mirror_url="http://m/")
+    variables.update(extra)
+    recipe = render(play_vars["__toa_recipe"], None, **variables)
+    variables.update(__toa_recipe=recipe, __toa_build_dir="/srv/c/kbuild", __toa_build_mirror_dir="/srv/c/mirror",
+                     __toa_tools="/srv/c/kbuild/tools",
+                     __toa_in_root=render(play_vars["__toa_in_root"], None, __toa_recipe=recipe))
+    return render(task["vars"]["__toa_argv"], None, **variables)
+
+
+def test_ubuntu1604_builds_in_the_xenial_root_with_the_ubuntu_release_name():
+    argv = build_argv("ubuntu1604", toa_buildroot={"stdout": "/srv/c/buildroots/xenial-0123\n"})
+    pairs = dict(zip(argv, argv[1:]))
+    assert pairs["--buildroot"] == "/srv/c/buildroots/xenial-0123"
+    assert pairs["--series"] == "4.4.0" and pairs["--version"] == "16.04"
+    assert pairs["--config-from-headers"] == "linux-headers-generic"
+    assert pairs["--lsmod"] == "/srv/c/kbuild/tools/kernel-recipes/ubuntu1604-qemu.lsmod"
+    assert "--localversion=-{abi}-toa" in argv and "--configure-only" not in argv
+    assert os.path.isfile(os.path.join(ROOT, "tools", "kernel-recipes", "ubuntu1604-qemu.lsmod"))
+    quick = build_argv("ubuntu1604", toa_buildroot={"stdout": "/r"}, toa_build_configure_only=True)
+    assert "--configure-only" in quick
+
+
+def test_debian12_keeps_its_native_build():
+    argv = build_argv("debian12")
+    assert "--buildroot" not in argv and not [a for a in argv if a.startswith("--localversion")]
+    assert dict(zip(argv, argv[1:]))["--major"] == "12"
+
+
+def test_a_build_root_host_needs_debootstrap_not_the_kernel_build_packages():
+    from role_tasks import render
+    play_vars = play()["vars"]
+    dpkg = {"stdout_lines": ["python3 install ok installed", "dpkg install ok installed"]}
+    for target, missing in (("ubuntu1604", ["debootstrap"]), ("debian12", None)):
+        recipe = render(play_vars["__toa_recipe"], None, **dict(play_vars, toa_build_target=target))
+        found = render(play_vars["__toa_missing"], None, **dict(
+            play_vars, __toa_recipe=recipe, toa_build_dpkg=dpkg,
+            __toa_in_root=render(play_vars["__toa_in_root"], None, __toa_recipe=recipe),
+            __toa_installed=render(play_vars["__toa_installed"], None, toa_build_dpkg=dpkg)))
+        if missing:
+            assert found == missing
+        else:
+            assert "gcc" in found and "debootstrap" not in found

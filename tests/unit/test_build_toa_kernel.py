@@ -131,6 +131,10 @@ def test_source_tarball_found_in_debian_and_ubuntu_layouts(tmp_path, layout):
     tarball = tmp_path / "linux-source-x_1_all.d" / layout
     tarball.parent.mkdir(parents=True)
     tarball.write_bytes(b"")
+    if "4.4.0" in layout:
+        # Ubuntu's package also links /usr/src/linux-source-4.4.0.tar.bz2 to it: one tarball, not two.
+        os.symlink("linux-source-4.4.0/linux-source-4.4.0.tar.bz2",
+                   str(tmp_path / "linux-source-x_1_all.d" / "usr" / "src" / "linux-source-4.4.0.tar.bz2"))
 
     class R:
         def run(self, argv, capture=False, **kw):
@@ -250,3 +254,154 @@ def test_a_newer_source_changes_the_build_key():
     older = btk.plan(args(), "6.1.176-1", "0" * 64, "patch", "config", "lsmod")[1]
     newer = btk.plan(args(), "6.1.192-3", "1" * 64, "patch", "config", "lsmod")[1]
     assert older != newer
+
+
+# -- Ubuntu 16.04: kernel release naming and the build in a build root -------------------------
+
+@pytest.mark.parametrize("source, abi", [("4.4.0-210.242", "210"), ("1:4.4.0-9.10", "9"),
+                                         ("6.1.192-3", None), ("6.1.76-1+deb12u1", None), ("", None)])
+def test_ubuntu_abi(source, abi):
+    assert btk.ubuntu_abi(source) == abi
+
+
+def test_localversion_takes_the_ubuntu_abi_and_refuses_it_elsewhere():
+    assert btk.expand_localversion("-{abi}-toa", "4.4.0-210.242") == "-210-toa"
+    assert btk.expand_localversion("-toa", "6.1.192-3") == "-toa"
+    with pytest.raises(btk.BuildError, match="source version 6.1.192-3 is not an Ubuntu kernel version"):
+        btk.expand_localversion("-{abi}-toa", "6.1.192-3")
+
+
+def test_the_ubuntu_release_is_a_toa_kernel_not_older_than_the_guests():
+    # 4.4.262: the sublevel of Ubuntu's 4.4.0-210.242 tree (its Makefile), what `make kernelrelease` gives.
+    release = "4.4.262" + btk.expand_localversion("-{abi}-toa", "4.4.0-210.242")
+    assert toa_route.is_toa_kernel(release)
+    host = {"kernel": "4.4.0-210-generic", "kernel_upstream": "4.4.262"}
+    assert toa_route.kernel_is_older(host, {"kernel": release, "format": "deb"}) is False
+    sys.path.insert(0, os.path.join(ROOT, "library"))
+    import toa_boot
+    newest_first = sorted(["4.4.0-210-generic", release, "4.4.0-209-generic"], key=toa_boot.release_key,
+                          reverse=True)
+    assert newest_first[0] == release
+    if shutil.which("dpkg"):
+        assert subprocess.run(["dpkg", "--compare-versions", release, "gt", "4.4.0-210-generic"]).returncode == 0
+
+
+def root_args(tmp_path, **kw):
+    base = dict(series="4.4.0", source_deb=None, config=None, config_from_headers="linux-headers-generic",
+                lsmod=os.path.join(ROOT, "tools", "kernel-recipes", "ubuntu1604-qemu.lsmod"),
+                localversion="-{abi}-toa", pkgversion=None, arch="x86_64", deb_arch="amd64",
+                distribution="ubuntu", major=None, version="16.04", src=btk.make_toa_patch.DEFAULT_SRC,
+                work=str(tmp_path / "kbuild"), nice=19, jobs=2, keep_tree=False, force=False, debug=False,
+                configure_only=True, buildroot=str(tmp_path / "root"))
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_the_command_in_the_root_is_this_build_unpublished_with_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = root_args(tmp_path, src="toa-src", config="configs/config-4.4.0-210-generic",
+                  config_from_headers=None, pkgversion="4.4.0-210.242.toa1")
+    argv = btk.inner_argv(a)
+    assert argv[:2] == ["python3", os.path.join(ROOT, "tools", "build_toa_kernel.py")]
+    assert "--buildroot" not in argv and "--mirror" not in argv
+    assert "--no-publish" in argv and "--configure-only" in argv
+    assert "--localversion=-{abi}-toa" in argv  # expanded inside, where the source version is known
+    pairs = dict(zip(argv, argv[1:]))
+    assert pairs["--src"] == str(tmp_path / "toa-src")
+    assert pairs["--config"] == str(tmp_path / "configs" / "config-4.4.0-210-generic")
+    assert pairs["--version"] == "16.04" and pairs["--series"] == "4.4.0" and pairs["--jobs"] == "2"
+    assert pairs["--pkgversion"] == "4.4.0-210.242.toa1"
+    full = btk.inner_argv(root_args(tmp_path, configure_only=False, debug=True))
+    assert "--configure-only" not in full and "--debug" in full
+    assert dict(zip(full, full[1:]))["--config-from-headers"] == "linux-headers-generic"
+
+
+def test_the_root_sees_the_tools_source_work_and_module_list_at_their_paths(tmp_path):
+    binds = btk.root_binds(root_args(tmp_path, config=str(tmp_path / "cfg" / "config")))
+    assert binds == [os.path.join(ROOT, "tools"), btk.make_toa_patch.DEFAULT_SRC, str(tmp_path / "kbuild"),
+                     str(tmp_path / "cfg"), os.path.join(ROOT, "tools", "kernel-recipes")]
+
+
+class FakeRoot:
+    """toa_buildroot.run_in_root: records the commands and prints `printed` as the build's stdout."""
+
+    def __init__(self, printed, rc=0, update_rc=0):
+        self.printed, self.rc, self.update_rc, self.calls = printed, rc, update_rc, []
+
+    def __call__(self, root, argv, binds=(), env=None, stdout=None, say=None):
+        self.calls.append((root, list(argv), list(binds)))
+        if argv[:2] == ["apt-get", "update"]:
+            return self.update_rc
+        stdout.write(self.printed)
+        return self.rc
+
+
+def test_the_build_in_the_root_returns_its_result(tmp_path, monkeypatch):
+    import toa_buildroot
+    result = {"key": "k", "kernel": "4.4.262-210-toa", "files": [], "configured_only": True,
+              "log": str(tmp_path / "kbuild" / "builds" / "k" / "build.log"), "catalogue_row": {"x": 1}}
+    fake = FakeRoot("progress\n" + json.dumps(result) + "\n", update_rc=100)
+    monkeypatch.setattr(toa_buildroot, "run_in_root", fake)
+    monkeypatch.setattr(toa_buildroot, "missing_tools", lambda root: [])
+    runner = btk.Runner()
+    got = btk.build_in_root(root_args(tmp_path), runner)
+    assert got["kernel"] == "4.4.262-210-toa" and "catalogue_row" not in got  # made on the host
+    assert runner.log_path == result["log"]
+    (update_root, update, _), (build_root, inner, binds) = fake.calls
+    assert update == ["apt-get", "update", "-qq"] and update_root == build_root == str(tmp_path / "root")
+    assert inner == btk.inner_argv(root_args(tmp_path))
+    assert binds == btk.root_binds(root_args(tmp_path))
+
+
+@pytest.mark.parametrize("printed, rc, why", [
+    ('{"failed": true, "msg": "patch -p1 --batch exited 1"}\n', 1, "patch -p1 --batch exited 1"),
+    ("", 127, "exit 127): no result printed"),
+])
+def test_a_failed_build_in_the_root_says_why(tmp_path, monkeypatch, printed, rc, why):
+    import toa_buildroot
+    monkeypatch.setattr(toa_buildroot, "run_in_root", FakeRoot(printed, rc))
+    monkeypatch.setattr(toa_buildroot, "missing_tools", lambda root: [])
+    with pytest.raises(btk.BuildError) as err:
+        btk.build_in_root(root_args(tmp_path), btk.Runner())
+    assert why in str(err.value) and str(tmp_path / "root") in str(err.value)
+
+
+def test_configure_only_neither_publishes_nor_prints_a_catalogue_row(tmp_path, monkeypatch, capsys):
+    configured = {"key": "k", "kernel": "4.4.262-210-toa", "configured_only": True, "files": []}
+    monkeypatch.setattr(btk, "build_in_root", lambda a, r: dict(configured))
+    monkeypatch.setattr(btk, "publish", lambda *a: pytest.fail("published a configure-only run"))
+    rc = btk.main(["--series", "4.4.0", "--config-from-headers", "linux-headers-generic", "--version", "16.04",
+                   "--buildroot", str(tmp_path), "--configure-only", "--work", str(tmp_path / "w")])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == configured
+
+
+def test_the_ubuntu1604_module_list_has_what_the_xenial_guest_boots_with():
+    with open(os.path.join(ROOT, "tools", "kernel-recipes", "ubuntu1604-qemu.lsmod")) as f:
+        lines = f.read().splitlines()
+    assert lines[0].split() == ["Module", "Size", "Used", "by"]
+    names = [line.split()[0] for line in lines[1:]]
+    assert len(names) == len(set(names))
+    for needed in ("virtio_blk", "virtio_net", "virtio_pci", "virtio_rng", "ext4", "e1000", "tun", "veth",
+                   "nf_conntrack_ipv4"):
+        assert needed in names
+
+
+def test_the_ubuntu_signature_names_the_toa_flavour_and_keeps_the_upstream_version():
+    config = 'CONFIG_X=y\nCONFIG_VERSION_SIGNATURE="Ubuntu 4.4.0-210.242-generic 4.4.262"\n'
+    edits = btk.signature_edits(config, "-210-toa")
+    assert edits == [["--set-str", "VERSION_SIGNATURE", "Ubuntu 4.4.0-210.242-toa 4.4.262"]]
+    signature = edits[0][2]
+    assert toa_route.upstream_kernel_version("4.4.262-210-toa", "", signature) == "4.4.262"
+    assert btk.signature_edits("CONFIG_X=y\n", "-toa") == []  # Debian: no signature, no edit
+    assert btk.signature_edits('CONFIG_VERSION_SIGNATURE=""\n', "-toa") == []
+
+
+def test_a_root_of_an_older_recipe_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    import toa_buildroot
+    fake = FakeRoot("")
+    monkeypatch.setattr(toa_buildroot, "run_in_root", fake)
+    monkeypatch.setattr(toa_buildroot, "missing_tools", lambda root: ["openssl"])
+    with pytest.raises(btk.BuildError, match="lacks openssl, which the build runs: .* toa_buildroot.py ensure"):
+        btk.build_in_root(root_args(tmp_path), btk.Runner())
+    assert fake.calls == []
