@@ -12,9 +12,9 @@ DOCUMENTATION = r'''
 module: toa_verify
 short_description: Verify TOA on a host in one module run (state, checks and the end-to-end probe)
 description:
-  - Read-only. Reads the TOA state as M(toa_facts) does (module loaded, version, srcversion of the
+  - Read-only. Reads the TOA state as C(toa_facts) does (module loaded, version, srcversion of the
     loaded code and of the installed file, parameters, autoload, C(/proc/net/toa_stats), the eBPF
-    route's status), checks it, and proves end to end as M(toa_probe) does that a crafted
+    route's status), checks it, and proves end to end as C(toa_probe) does that a crafted
     handshake's TOA address comes out of C(getpeername()), all in one run on the host.
   - "The checks, for a host of the module route: TOA is loaded; autoload is as I(autoload) asks;
     no counter shows a lost client address; the loaded code is the installed build (with
@@ -98,7 +98,7 @@ attributes:
     details:
       - Everything runs in check mode too, the probe included, because nothing is changed.
 requirements:
-  - Runs as root (C(become=true)) for the probe, with what M(toa_probe) needs (network
+  - Runs as root (C(become=true)) for the probe, with what C(toa_probe) needs (network
     namespaces, TUN, the C(ip) command).
 notes:
   - Runs C(modinfo), C(toa-bpf status) on a host of the eBPF route, and C(ip) inside the probe's
@@ -130,7 +130,7 @@ EXAMPLES = r'''
 RETURN = r'''
 toa:
   description:
-    - The TOA state as M(toa_facts) returns it in C(ansible_facts.toa), with the keys verification
+    - The TOA state as C(toa_facts) returns it in C(ansible_facts.toa), with the keys verification
       reads (C(host), C(module), C(stats), C(counters), C(autoload), C(kernels) with C(running)
       only, C(ebpf)); not set as a fact.
   returned: always
@@ -155,7 +155,7 @@ notes:
   elements: str
 probes:
   description:
-    - One result for each probe that ran, with the keys M(toa_probe) returns (C(family),
+    - One result for each probe that ran, with the keys C(toa_probe) returns (C(family),
       C(peer_address), C(matches), ...) and C(msg) (null when it saw the injected address).
   returned: always
   type: list
@@ -216,7 +216,9 @@ def check_ebpf(state, host):
                 '%s=%s' % (hook, _words(on)) for hook, on in sorted(attached.items())) or 'none'))
     if ebpf.get('module_loaded'):
         problems.append('the toa module is loaded beside them')
-    fix = 'run playbooks/site.yml with toa_strategy=ebpf'
+    # what running the route's install again mends; lost addresses it does not
+    fix = 'run playbooks/site.yml with toa_strategy=ebpf' if problems else (
+        'find out why the host was short of kernel memory (docs/ebpf.md, the counters)')
     nomem = ((status or {}).get('counters') or {}).get('entries_nomem')
     if status and nomem != 0:
         problems.append('entries_nomem is %s: client addresses were lost for want of socket '
@@ -332,11 +334,11 @@ def probe_requests(options, host):
 def probe_said(state, options, host, family, result, message):
     """(failures, notes) for one probe's result and message (None: it saw the TOA address)."""
     if message is None:
-        return [], ['TOA probe (%s): proxy %s:%s sent TOA %s:%s; getpeername() returned %s:%s, '
-                    'the injected address.' % (family, result.get('proxy_address'),
-                                                result.get('proxy_port'), result.get('toa_address'),
-                                                result.get('toa_port'), result.get('peer_address'),
-                                                result.get('peer_port'))]
+        said = ('TOA probe (%s): proxy %s:%s sent TOA %s:%s; getpeername() returned %s:%s, '
+                'the injected address.')
+        return [], [said % (family, result.get('proxy_address'), result.get('proxy_port'),
+                            result.get('toa_address'), result.get('toa_port'),
+                            result.get('peer_address'), result.get('peer_port'))]
     trusted = ((state.get('module') or {}).get('trusted_cidrs')
                or (options.get('params') or {}).get('trusted_cidrs'))
     hint = ''

@@ -30,6 +30,7 @@ from ansible.module_utils.toa_route import (
 )
 from ansible.module_utils.toa_stats import summarise as summarise_stats
 
+
 def module_key(name):
     # The kernel reports module names with underscores.
     return name.replace("-", "_")

@@ -172,24 +172,29 @@ def test_every_failure_is_reported_together():
 
 # -- each failure of the eBPF route --------------------------------------------------------
 
-@pytest.mark.parametrize("state, says, in_place", [
-    (ebpf_host({"loaded": False}), "the programs are not loaded", False),
+REINSTALL = "; run playbooks/site.yml with toa_strategy=ebpf."
+
+
+@pytest.mark.parametrize("state, says, in_place, fix", [
+    (ebpf_host({"loaded": False}), "the programs are not loaded", False, REINSTALL),
     (ebpf_host({"attached": {"sock_ops": True, "getpeername4": False, "getpeername6": True}}),
-     "not attached to every hook (getpeername4=false, getpeername6=true, sock_ops=true)", False),
-    (ebpf_host(module_loaded=True), "the toa module is loaded beside them", True),
+     "not attached to every hook (getpeername4=false, getpeername6=true, sock_ops=true)", False,
+     REINSTALL),
+    (ebpf_host(module_loaded=True), "the toa module is loaded beside them", True, REINSTALL),
     (ebpf_host({"counters": {"entries_nomem": 5}}),
-     "entries_nomem is 5: client addresses were lost for want of socket storage", True),
+     "entries_nomem is 5: client addresses were lost for want of socket storage", True,
+     "; find out why the host was short of kernel memory (docs/ebpf.md, the counters)."),
     (ebpf_host(nothing=True, status_error="bpftool: not found"),
-     "toa-bpf status gave nothing (bpftool: not found)", False),
+     "toa-bpf status gave nothing (bpftool: not found)", False, REINSTALL),
 ])
-def test_an_ebpf_route_out_of_order_fails_with_what_is_wrong_and_the_fix(state, says, in_place):
+def test_an_ebpf_route_out_of_order_fails_with_what_is_wrong_and_the_fix(state, says, in_place, fix):
     route, failures, notes, placed = check(state)
     assert (route, notes, placed) == ("ebpf", [], in_place)
     assert len(failures) == 1
     assert failures[0].startswith("web1 (debian 12, kernel 6.1.0-28-amd64): the TOA eBPF route is "
                                   "not in order: ")
     assert says in failures[0]
-    assert failures[0].endswith("; run playbooks/site.yml with toa_strategy=ebpf.")
+    assert failures[0].endswith(fix)
 
 
 def test_the_ebpf_route_does_not_read_the_module_route_s_autoload_or_counters():
