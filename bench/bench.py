@@ -12,7 +12,9 @@ first     the role's first converge (playbooks/site.yml, toa_strategy=module)
           after every converge the rerun (time, changed=) and the reboots
           (/proc/sys/kernel/random/boot_id before the first run and after the rerun)
 scale     playbooks/verify.yml over 1, 10 and 100 inventory aliases of one
-          guest (distinct names, same address, port and key)
+          guest (distinct names, same address, port and key), and the controller's
+          CPU seconds, in all and per host; --scale-compare REF runs REF's
+          verify.yml too, the two taking turns
 hook      accept + getpeername() rates on loopback with TOA unloaded, loaded, and
           unloaded again (an A/A control of the noise), and proxied handshakes with a
           TOA option on every connection (tests/kmod/vm_toa_test.py --bench, in the
@@ -73,6 +75,8 @@ TARGETS = {
     'first_prebuilt': (0.25, 'max'),
     'hook_ebpf': (0.98, 'min'),
     'scale100': (3.0, 'max'),
+    # issue 17: the controller's CPU per host at 100 aliases within 1.5x of that at 10
+    'ctl_per_host100': (1.5, 'max'),
 }
 
 
@@ -323,25 +327,44 @@ def build_rows(res):
             rates('getpeername/s plain with'), gp_without, None)
         row(h + 'getpeername() loop on a TOA socket', 'calls/s',
             rates('getpeername/s TOA socket with'), gp_without, None)
-    scale = res.get('scale', {})
-    busy = res.get('scale_guest_busy', {})
-    ctl = res.get('scale_controller_cpu', {})
+    scale_rows(row, res, '')
+    ref = res.get('config', {}).get('scale_compare')
+    if ref:
+        scale_rows(row, res, '_ref', ' of %s' % ref)
+    return rows
+
+
+def scale_rows(row, res, arm, of=''):
+    """The scale part's rows for the tree under test (@arm '') or the compared ref
+    (@arm '_ref', @of ' of REF'): wall time, the controller's CPU, and that per host."""
+    scale = res.get('scale' + arm, {})
+    busy = res.get('scale%s_guest_busy' % arm, {})
+    ctl = res.get('scale%s_controller_cpu' % arm, {})
     one = summarize(scale.get('1', []))
     ctl_one = summarize(ctl.get('1', []))
+
+    def aliases(count):
+        return '%s alias%s' % (count, '' if count == '1' else 'es')
     for count in sorted(scale, key=int):
         s = summarize(scale[count])
         b = summarize(busy.get(count, []))
-        row('verify.yml over %s alias%s' % (count, '' if count == '1' else 'es'), 's', s,
-            None if count == '1' else one, 'scale100' if count == '100' else None,
+        row('verify.yml%s over %s' % (of, aliases(count)), 's', s,
+            None if count == '1' else one, 'scale100' if count == '100' and not arm else None,
             'forks %s%s' % (res.get('config', {}).get('forks_for', {}).get(count, '?'),
                             '; guest CPU busy %s s (median)' % _num(b['median']) if b else ''))
     # what the controller itself spends: the part that does not shrink when
     # every alias is a host of its own
     for count in sorted(ctl, key=int):
-        row('controller CPU, verify.yml over %s alias%s' % (count, '' if count == '1' else 'es'),
+        row('controller CPU, verify.yml%s over %s' % (of, aliases(count)),
             'CPU s', summarize(ctl[count]), None if count == '1' else ctl_one, None,
             'ansible-playbook and its forks on this machine')
-    return rows
+    # and per host, against 10 aliases: what grows with the fleet
+    per_host = dict((count, [v / int(count) for v in values]) for count, values in ctl.items())
+    ten = summarize(per_host.get('10', []))
+    for count in sorted(per_host, key=int):
+        row('controller CPU per host, verify.yml%s over %s' % (of, aliases(count)), 'CPU s',
+            summarize(per_host[count]), ten if int(count) > 10 else None,
+            'ctl_per_host100' if count == '100' else None, 'ratio: to 10 aliases')
 
 
 def _num(v):
@@ -380,7 +403,8 @@ class Bench:
         self.res = {'config': {'reps': args.reps, 'scale_reps': args.scale_reps,
                                'guest': args.guest, 'aliases': args.aliases,
                                'forks': args.forks, 'hook_reps': args.hook_reps,
-                               'rate_n': args.rate_n, 'forks_for': {}},
+                               'rate_n': args.rate_n, 'forks_for': {},
+                               'scale_compare': args.scale_compare or None},
                     'first': {'baseline_s': [], 'role_s': [], 'rerun_s': [], 'rerun_changed': [],
                               'reboots': [], 'boots_s': []},
                     'errors': []}
@@ -487,12 +511,14 @@ class Bench:
                 continue
         return None
 
-    def playbook(self, playbook, inventory, tag, extra=(), forks=None):
+    def playbook(self, playbook, inventory, tag, extra=(), forks=None, root=ROOT):
+        """A playbook of the tree at @root (this one, or --scale-compare's), with its
+        ansible.cfg (whose library, module_utils and roles paths are relative to it)."""
         argv = [os.path.join(self.a.venv, 'bin', 'ansible-playbook'), '-i', inventory,
-                os.path.join(ROOT, 'playbooks', playbook)] + list(extra)
+                os.path.join(root, 'playbooks', playbook)] + list(extra)
         if forks:
             argv += ['--forks', str(forks)]
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, 'ansible.cfg'),
                    ANSIBLE_NOCOLOR='1',
                    # TASKTIME lines at the end of each log: where the time went
                    ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, 'bench', 'callback_plugins'),
@@ -633,8 +659,6 @@ class Bench:
         return True
 
     def part_scale(self):
-        scale = self.res.setdefault('scale', {})
-        busy = self.res.setdefault('scale_guest_busy', {})
         # One guest stands in for up to 100 hosts: let its sshd take as many
         # connections at once as the forks open (the defaults drop new ones
         # beyond 10 starting and cap sessions per connection at 10).
@@ -644,31 +668,61 @@ class Bench:
             'sshd-limits')
         if rc != 0:
             self.error('raise the guest sshd limits for the scale part', text)
+        arms = [('', ROOT)]
+        if self.a.scale_compare:
+            ref = self.ref_tree()
+            if ref is None:
+                return
+            arms.append(('_ref', ref))
         for rep in range(1, self.a.scale_reps + 1):
             for count in self.a.aliases:
-                forks = min(count, self.a.forks)
-                self.res['config']['forks_for'][str(count)] = forks
-                inv = self.inventory(count, self.a.prefix + 'alias')
-                before = self.guest_busy()
-                rc, text, secs = self.playbook('verify.yml', inv, 'verify-%d-%d' % (count, rep),
-                                               forks=forks)
-                ctl = self.last_cpu
-                after = self.guest_busy()
-                if before is not None and after is not None:
-                    busy.setdefault(str(count), []).append(round(after - before, 1))
-                recap = parse_recap(text)
-                bad = [h for h, c in recap.items() if c.get('failed') or c.get('unreachable')]
-                if rc != 0 or len(recap) != count or bad:
-                    self.error('verify.yml over %d aliases, repetition %d (%d hosts in the recap, '
-                               'failed or unreachable: %s)' % (count, rep, len(recap), bad[:5]), text)
-                    continue
-                scale.setdefault(str(count), []).append(round(secs, 2))
-                self.res.setdefault('scale_controller_cpu', {}).setdefault(
-                    str(count), []).append(round(ctl, 1))
-                self.log('verify.yml over %d aliases (forks %d): %.1f s, guest CPU busy %s s, '
-                         'controller CPU %.1f s' % (count, forks, secs,
-                                                    busy.get(str(count), ['?'])[-1], ctl))
-                self.save()
+                # side by side: the two trees take turns going first
+                for arm, root in (arms if rep % 2 else arms[::-1]):
+                    self.one_scale(rep, count, arm, root)
+                    self.save()
+
+    def one_scale(self, rep, count, arm, root):
+        """verify.yml of the tree at @root over @count aliases, under the keys scale@arm,
+        scale@arm_guest_busy and scale@arm_controller_cpu."""
+        forks = min(count, self.a.forks)
+        self.res['config']['forks_for'][str(count)] = forks
+        inv = self.inventory(count, self.a.prefix + 'alias')
+        label = 'verify.yml%s over %d aliases' % (' of ' + self.a.scale_compare if arm else '', count)
+        before = self.guest_busy()
+        rc, text, secs = self.playbook('verify.yml', inv, 'verify%s-%d-%d' % (arm, count, rep),
+                                       forks=forks, root=root)
+        ctl = self.last_cpu
+        after = self.guest_busy()
+        if before is not None and after is not None:
+            self.res.setdefault('scale%s_guest_busy' % arm, {}).setdefault(str(count), []).append(
+                round(after - before, 1))
+        recap = parse_recap(text)
+        bad = [h for h, c in recap.items() if c.get('failed') or c.get('unreachable')]
+        if rc != 0 or len(recap) != count or bad:
+            self.error('%s, repetition %d (%d hosts in the recap, failed or unreachable: %s)'
+                       % (label, rep, len(recap), bad[:5]), text)
+            return
+        self.res.setdefault('scale' + arm, {}).setdefault(str(count), []).append(round(secs, 2))
+        self.res.setdefault('scale%s_controller_cpu' % arm, {}).setdefault(
+            str(count), []).append(round(ctl, 1))
+        busy = self.res.get('scale%s_guest_busy' % arm, {}).get(str(count), ['?'])[-1]
+        self.log('%s (forks %d): %.1f s, guest CPU busy %s s, controller CPU %.1f s'
+                 % (label, forks, secs, busy, ctl))
+
+    def ref_tree(self):
+        """A detached worktree of --scale-compare's ref in the results directory (removed
+        at the end); None, with the error recorded, when git cannot make one."""
+        path = os.path.join(self.out, 'ref-tree')
+        if os.path.isdir(path):
+            return path
+        rc, text, _ = self.run(['git', '-C', ROOT, 'worktree', 'add', '--detach', path,
+                                self.a.scale_compare + '^{commit}'], 'ref-tree', timeout=300)
+        if rc != 0:
+            self.error('git worktree of %s for --scale-compare' % self.a.scale_compare, text)
+            return None
+        rc, text, _ = self.run(['git', '-C', path, 'rev-parse', 'HEAD'], 'ref-commit', timeout=60)
+        self.res['config']['scale_compare_commit'] = text.strip().splitlines()[-1] if rc == 0 else '?'
+        return path
 
     def part_hook(self, clock):
         """The hook bench on the guest converged by the role: 'wall' on the
@@ -747,6 +801,9 @@ class Bench:
                 self.down()
             self.res['config']['wall_s'] = round(time.monotonic() - t0, 1)
             md = self.save()
+            if os.path.isdir(os.path.join(self.out, 'ref-tree')):
+                self.run(['git', '-C', ROOT, 'worktree', 'remove', '--force',
+                          os.path.join(self.out, 'ref-tree')], 'ref-tree-remove', timeout=300)
             # the per-alias ssh control sockets (their masters expire by themselves)
             shutil.rmtree(self.control_dir, ignore_errors=True)
         print('\n' + md)
@@ -769,6 +826,10 @@ def parse_args(argv):
                     help='comma-separated inventory sizes for verify.yml (1,10,100)')
     ap.add_argument('--scale-reps', type=int, default=0,
                     help='repetitions of each verify.yml run (default: --reps)')
+    ap.add_argument('--scale-compare', default='', metavar='REF',
+                    help='scale: also run verify.yml of git REF (a detached worktree of it, with '
+                         'its own ansible.cfg, roles and modules) over the same aliases, the two '
+                         'taking turns; rows "... of REF"')
     ap.add_argument('--forks', type=int, default=20,
                     help='upper bound on forks for verify.yml (20, as in ansible.cfg; every '
                          'alias has its own ssh connection)')

@@ -26,5 +26,6 @@ ansible-playbook -i inventories/local/toavm_guests.py playbooks/site.yml --limit
 echo
 echo "=== Proof: read-only verification, with a crafted TOA handshake on the guest"
 ansible-playbook -i inventories/local/toavm_guests.py playbooks/verify.yml --limit "$name" |
-	tee "$TOA_CACHE/demo-verify.log" | grep -A1 "msg: '" | grep -v -e '^--' -e '^$' || true
+	tee "$TOA_CACHE/demo-verify.log" |
+	sed -n -e '/^ *msg:$/,/^$/{/^ *msg:$/d;/^$/d;p;}' -e "/^ *msg: '/{N;p;}" || true
 grep -q 'failed=0' "$TOA_CACHE/demo-verify.log"

@@ -200,21 +200,25 @@ def check_site(pdd, name, book):
     return "changed %d, failed 0" % st["changed"][name]
 
 
+VERIFY_TASK = "Verify TOA on the host in one module run (state, checks, end-to-end probe)"
+
+
 def check_verify(pdd, name, book):
     evs = events(pdd, book)
     st = stats(evs)
     assert not st.get("failures") and not st.get("dark"), st
     assert not st.get("changed", {}).get(name), "verify.yml changed the host: %s" % st
-    probes = [e["event_data"]["res"] for e in evs if e.get("event") == "runner_on_ok"
-              and e["event_data"].get("task") == "Send a crafted TOA handshake and read getpeername()"]
-    assert len(probes) == 1, "expected one probe task result, found %d" % len(probes)
-    results = probes[0]["results"]
-    families = sorted(r["item"] for r in results)
+    # toa_verify (roles/toa/tasks/verify_host.yml) returns the probes it ran
+    verified = [e["event_data"]["res"] for e in evs if e.get("event") == "runner_on_ok"
+                and e["event_data"].get("task") == VERIFY_TASK]
+    assert len(verified) == 1, "expected one toa_verify result, found %d" % len(verified)
+    results = verified[0]["probes"]
+    families = sorted(r["family"] for r in results)
     assert families, "no family probed"
     seen = []
     for r in results:
         assert r.get("matches") is True and r.get("peer_address") == r.get("toa_address"), r
-        seen.append("%s %s" % (r["item"], r["peer_address"]))
+        seen.append("%s %s" % (r["family"], r["peer_address"]))
     return "probes: " + ", ".join(seen)
 
 

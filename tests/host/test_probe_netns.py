@@ -154,7 +154,7 @@ REGISTER_MODULE_UTILS = textwrap.dedent('''
     import ansible.module_utils
 
     def register_module_utils(root):
-        for short in ('toa_packet', 'toa_child'):
+        for short in ('toa_packet', 'toa_child', 'toa_probe_run'):
             name = 'ansible.module_utils.' + short
             spec = importlib.util.spec_from_file_location(
                 name, os.path.join(root, 'module_utils', short + '.py'))
@@ -341,7 +341,7 @@ STALL_SCRIPT = REGISTER_MODULE_UTILS + textwrap.dedent('''
     import json, os, subprocess, sys, threading, time
     sys.path.insert(0, sys.argv[1])
     register_module_utils(os.path.dirname(sys.argv[1]))
-    import toa_probe as tp
+    from ansible.module_utils import toa_probe_run as tp  # the probe itself
 
     class Module(object):
         def run_command(self, cmd, check_rc=False):
@@ -430,7 +430,7 @@ CAPTURE_SCRIPT = REGISTER_MODULE_UTILS + textwrap.dedent('''
     import binascii, json, socket, subprocess, sys
     sys.path.insert(0, sys.argv[1])
     register_module_utils(os.path.dirname(sys.argv[1]))
-    import toa_probe as tp
+    from ansible.module_utils import toa_probe_run as tp  # the probe itself
 
     class Module(object):
         def run_command(self, cmd, check_rc=False):

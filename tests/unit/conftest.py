@@ -34,13 +34,24 @@ for _sub in ("library", "module_utils"):
 # The modules import `ansible.module_utils.<name>`; on a controller ansiballz
 # ships module_utils/ for them.  Here the same module object is registered
 # under both names so exception classes and constants are shared.
-for _file in sorted(glob.glob(os.path.join(ROOT, "module_utils", "*.py"))):
-    _name = os.path.splitext(os.path.basename(_file))[0]
-    if _name.startswith("_"):
-        continue
-    _mod = importlib.import_module(_name)
-    sys.modules["ansible.module_utils." + _name] = _mod
-    setattr(ansible.module_utils, _name, _mod)
+# One that imports another not registered yet (toa_state needs toa_stats) is
+# tried again after the others.
+_pending = sorted(os.path.splitext(os.path.basename(_file))[0]
+                  for _file in glob.glob(os.path.join(ROOT, "module_utils", "*.py")))
+_pending = [_name for _name in _pending if not _name.startswith("_")]
+while _pending:
+    _waiting = []
+    for _name in _pending:
+        try:
+            _mod = importlib.import_module(_name)
+        except ImportError:
+            _waiting.append(_name)
+            continue
+        sys.modules["ansible.module_utils." + _name] = _mod
+        setattr(ansible.module_utils, _name, _mod)
+    if _waiting == _pending:
+        importlib.import_module(_waiting[0])  # raises the ImportError that blocks them all
+    _pending = _waiting
 
 
 def write(root, path, text, mode=None):
@@ -58,10 +69,10 @@ def write(root, path, text, mode=None):
 def debian12_host(root, monkeypatch, proc_modules):
     """A fake host tree for toa_facts: Debian 12 on x86_64 with systemd, kernel 6.1.0-18-amd64,
     the given /proc/modules, and its (empty) /lib/modules directory."""
-    import toa_facts
     import toa_host
+    import toa_state
     monkeypatch.setattr(toa_host, "ROOT", str(root))
-    monkeypatch.setattr(toa_facts, "uname", lambda: ("x86_64", "6.1.0-18-amd64"))
+    monkeypatch.setattr(toa_state, "uname", lambda: ("x86_64", "6.1.0-18-amd64"))
     write(root, "/etc/os-release", fixture_text("os-release", "debian12"))
     write(root, "/proc/1/comm", "systemd\n")
     write(root, "/proc/sys/kernel/osrelease", "6.1.0-18-amd64\n")

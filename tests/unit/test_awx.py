@@ -119,3 +119,15 @@ def test_ansible_cfg_paths_resolve_from_the_project_root():
     # The default inventory lists local test VMs; AWX passes its own (-i) instead.
     assert os.path.isfile(os.path.join(ROOT, defaults["inventory"]))
     assert defaults.get("become_ask_pass", "False").lower() in ("false", "0", "no")
+
+
+def test_the_awx_job_check_reads_the_verify_task_that_exists():
+    """tests/awx/run_jobs.py finds the probes in the toa_verify task's event by its name."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "run_jobs", os.path.join(ROOT, "tests", "awx", "run_jobs.py"))
+    run_jobs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_jobs)
+    tasks = yaml.safe_load(_read("roles", "toa", "tasks", "verify_host.yml"))
+    verify = [task for task in tasks if "toa_verify" in task]
+    assert [task["name"] for task in verify] == [run_jobs.VERIFY_TASK]

@@ -259,3 +259,90 @@ def test_every_arm_runs_once_per_repetition_and_the_role_ends_the_run():
         assert len({o[0] for o in orders}) > 1
     assert bench.arm_order(1, 2, ("prebuilt",)) == ("prebuilt", "role", "baseline")
     assert bench.arm_order(2, 2, ("prebuilt",)) == ("baseline", "prebuilt", "role")
+
+
+# -- controller CPU per host, and --scale-compare ---------------------------------------------
+
+@pytest.mark.parametrize("at100, met", [(70.0, "yes"), (133.0, "no")])
+def test_controller_cpu_per_host_at_100_is_judged_against_10(at100, met):
+    res = {"scale_controller_cpu": {"1": [1.4], "10": [5.0], "100": [at100]}}
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    per_host = rows["controller CPU per host, verify.yml over 100 aliases"]
+    assert per_host["value"]["median"] == pytest.approx(at100 / 100)
+    assert per_host["ratio"] == pytest.approx((at100 / 100) / 0.5)
+    assert (per_host["target"], per_host["met"]) == ((1.5, "max"), met)
+    assert rows["controller CPU per host, verify.yml over 10 aliases"]["ratio"] is None
+    assert rows["controller CPU per host, verify.yml over 1 alias"]["value"]["median"] == 1.4
+
+
+def test_a_compared_ref_gets_rows_of_its_own_without_targets():
+    res = {"config": {"scale_compare": "main", "forks_for": {"10": 10, "100": 20}},
+           "scale": {"10": [40.0], "100": [300.0]},
+           "scale_controller_cpu": {"10": [4.0], "100": [50.0]},
+           "scale_ref": {"10": [41.0], "100": [556.0]},
+           "scale_ref_controller_cpu": {"10": [5.0], "100": [133.0]}}
+    rows = {r["figure"]: r for r in bench.build_rows(res)}
+    ours = rows["controller CPU per host, verify.yml over 100 aliases"]
+    theirs = rows["controller CPU per host, verify.yml of main over 100 aliases"]
+    assert ours["ratio"] == pytest.approx(0.5 / 0.4) and ours["met"] == "yes"
+    assert theirs["ratio"] == pytest.approx(1.33 / 0.5) and theirs["met"] == "no"
+    assert rows["verify.yml of main over 100 aliases"]["target"] is None
+    assert rows["verify.yml over 100 aliases"]["target"] == (3.0, "max")
+
+
+def test_scale_runs_both_trees_taking_turns(tmp_path):
+    args = bench.parse_args(["--only", "scale", "--aliases", "1,2", "--reps", "2",
+                             "--scale-compare", "main"])
+    b = bench.Bench(args, str(tmp_path))
+    b.state = {"port": 2222, "key": "/k", "known_hosts": "/kh"}
+    ran = []
+
+    def playbook(pb, inv, tag, extra=(), forks=None, root=bench.ROOT):
+        count = int(tag.split("-")[-2])
+        ran.append((tag, root))
+        b.last_cpu = 1.0 * count + (0.5 if root != bench.ROOT else 0)
+        return 0, "PLAY RECAP ***\n" + "".join(
+            "a%d : ok=2 changed=0 unreachable=0 failed=0\n" % n for n in range(count)), 2.0
+    b.playbook = playbook
+    b.ssh = lambda cmd, tag, timeout=600: (0, "", 0.1)
+    b.guest_busy = lambda: 10.0
+    b.ref_tree = lambda: "/ref"
+    b.save = lambda: ""
+    b.part_scale()
+    assert ran == [("verify-1-1", bench.ROOT), ("verify_ref-1-1", "/ref"),
+                   ("verify-2-1", bench.ROOT), ("verify_ref-2-1", "/ref"),
+                   ("verify_ref-1-2", "/ref"), ("verify-1-2", bench.ROOT),
+                   ("verify_ref-2-2", "/ref"), ("verify-2-2", bench.ROOT)]
+    assert b.res["scale_controller_cpu"] == {"1": [1.0, 1.0], "2": [2.0, 2.0]}
+    assert b.res["scale_ref_controller_cpu"] == {"1": [1.5, 1.5], "2": [2.5, 2.5]}
+    assert b.res["errors"] == []
+
+
+def test_the_compared_ref_is_a_detached_worktree_of_it(tmp_path):
+    args = bench.parse_args(["--only", "scale", "--scale-compare", "v1.0"])
+    b = bench.Bench(args, str(tmp_path))
+    commands = []
+
+    def run(argv, tag, timeout=3600, env=None, stdin=None):
+        commands.append(argv)
+        if argv[3:5] == ["worktree", "add"]:
+            os.makedirs(argv[6])
+            return 0, "Preparing worktree (detached HEAD 0123abc)\n", 0.5
+        return 0, "0123abcd" * 5 + "\n", 0.1
+    b.run = run
+    path = str(tmp_path / "ref-tree")
+    assert b.ref_tree() == path
+    assert commands == [["git", "-C", bench.ROOT, "worktree", "add", "--detach", path, "v1.0^{commit}"],
+                        ["git", "-C", path, "rev-parse", "HEAD"]]
+    assert b.res["config"]["scale_compare_commit"] == "0123abcd" * 5
+    assert b.ref_tree() == path and len(commands) == 2  # made once
+
+
+def test_a_ref_git_cannot_check_out_is_an_error(tmp_path):
+    args = bench.parse_args(["--only", "scale", "--scale-compare", "nope"])
+    b = bench.Bench(args, str(tmp_path))
+    b.run = lambda argv, tag, timeout=3600, env=None, stdin=None: (
+        128, "fatal: invalid reference: nope^{commit}\n", 0.1)
+    assert b.ref_tree() is None
+    assert b.res["errors"] == ["git worktree of nope for --scale-compare: "
+                               "fatal: invalid reference: nope^{commit}"]

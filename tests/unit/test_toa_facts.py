@@ -4,6 +4,7 @@ import os
 
 import pytest
 import toa_facts
+import toa_state
 from conftest import debian12_host, fixture_text, write, load_catalogue
 
 SHA = "b" * 64
@@ -29,7 +30,7 @@ def facts(run_module, args=None, **kwargs):
 def test_parse_proc_modules():
     text = ("toa 16384 0 - Live 0xffffffffc0a1b000 (OE)\n"
             "nf_tables 290816 0 - Live 0x0000000000000000\n\n")
-    assert toa_facts.parse_proc_modules(text) == ["toa", "nf_tables"]
+    assert toa_state.parse_proc_modules(text) == ["toa", "nf_tables"]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -41,19 +42,19 @@ def test_parse_proc_modules():
     ("", {}),
 ])
 def test_parse_toa_stats(text, expected):
-    assert toa_facts.parse_toa_stats(text) == expected
+    assert toa_state.parse_toa_stats(text) == expected
 
 
 def test_read_parameters_skips_unreadable(fakehost, monkeypatch):
     write(fakehost, "/sys/module/toa/parameters/ipv4_kinds", "200\n")
     write(fakehost, "/sys/module/toa/parameters/trusted_cidrs", "\n")
     os.makedirs(str(fakehost / "sys/module/toa/parameters/not_a_file"))
-    assert toa_facts.read_parameters("toa") == {"ipv4_kinds": "200", "trusted_cidrs": ""}
+    assert toa_state.read_parameters("toa") == {"ipv4_kinds": "200", "trusted_cidrs": ""}
 
 
 def test_module_name_with_dash_maps_to_underscore(fakehost):
     write(fakehost, "/sys/module/toa_x/parameters/p", "1\n")
-    assert toa_facts.read_parameters("toa-x") == {"p": "1"}
+    assert toa_state.read_parameters("toa-x") == {"p": "1"}
 
 
 # -- whole module ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Unit tests for library/toa_probe.py: parameters, verdicts, main(), its use of toa_child.
+"""Unit tests for library/toa_probe.py and the probe it runs (module_utils/toa_probe_run.py):
+parameters, verdicts, main(), its use of toa_child.
 
 The packets it writes and reads are tested in test_toa_packet.py.
 
@@ -17,6 +18,7 @@ LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '
 sys.path.insert(0, os.path.normpath(LIBRARY))
 
 import toa_probe as tp  # noqa: E402
+import toa_probe_run as run  # noqa: E402  (the probe itself, module_utils/toa_probe_run.py)
 import toa_packet  # noqa: E402  (the same module as ansible.module_utils.toa_packet, see conftest.py)
 from ansible.module_utils import basic  # noqa: E402
 
@@ -36,7 +38,7 @@ except ImportError:  # ansible-core 2.16 (legacy venv)
     ('ipv6', 254, '2001:db8:7::7', '2001:db8::2', '2001:db8::1'),
 ])
 def test_family_defaults(family, kind, toa, proxy, listen):
-    plan = tp.resolve_params({'family': family})
+    plan = run.resolve_params({'family': family})
     assert (plan['kind'], plan['toa_address'], plan['proxy_address'], plan['listen_address']) == (
         kind, toa, proxy, listen)
     assert (plan['toa_port'], plan['option_in'], plan['expect'], plan['timeout']) == (
@@ -45,7 +47,7 @@ def test_family_defaults(family, kind, toa, proxy, listen):
 
 
 def test_addresses_are_normalised():
-    plan = tp.resolve_params({'family': 'ipv6', 'toa_address': '2001:DB8:0:0::7',
+    plan = run.resolve_params({'family': 'ipv6', 'toa_address': '2001:DB8:0:0::7',
                               'proxy_address': ' 2001:db8::9 '})
     assert plan['toa_address'] == '2001:db8::7' and plan['proxy_address'] == '2001:db8::9'
 
@@ -78,13 +80,13 @@ def test_addresses_are_normalised():
     ({'family': 'ipx'}, 'family must be one of ipv4, ipv6, ipv4_on_ipv6'),
 ])
 def test_invalid_params(params, message):
-    with pytest.raises(tp.ProbeError) as info:
-        tp.resolve_params(params)
+    with pytest.raises(run.ProbeError) as info:
+        run.resolve_params(params)
     assert message in str(info.value)
 
 
 def test_fast_open_magic_warns():
-    plan = tp.resolve_params({'family': 'ipv6', 'toa_port': 0xF989})
+    plan = run.resolve_params({'family': 'ipv6', 'toa_port': 0xF989})
     assert 'Fast Open' in plan['warnings'][0]
 
 
@@ -100,16 +102,16 @@ def observed(peer, accept=None, proxy_port=45000):
 
 
 def test_verdict_rewritten():
-    plan = tp.resolve_params({})
-    result, message = tp.verdict(plan, observed(('203.0.113.7', 4242)))
+    plan = run.resolve_params({})
+    result, message = run.verdict(plan, observed(('203.0.113.7', 4242)))
     assert message is None
     assert result['rewritten'] and result['matches']
     assert result['peer_state'] == result['accept_state'] == 'rewritten'
 
 
 def test_verdict_unrewritten_when_rewritten_expected():
-    plan = tp.resolve_params({})
-    result, message = tp.verdict(plan, observed(('192.0.2.2', 45000)))
+    plan = run.resolve_params({})
+    result, message = run.verdict(plan, observed(('192.0.2.2', 45000)))
     assert not result['rewritten'] and not result['matches']
     assert message.startswith('TOA did not rewrite the peer: expected the TOA address '
                               '203.0.113.7 port 4242, but getpeername() returned 192.0.2.2 port '
@@ -118,37 +120,37 @@ def test_verdict_unrewritten_when_rewritten_expected():
 
 
 def test_verdict_accept_not_rewritten_is_a_failure():
-    plan = tp.resolve_params({})
-    result, message = tp.verdict(plan, observed(('203.0.113.7', 4242), ('192.0.2.2', 45000)))
+    plan = run.resolve_params({})
+    result, message = run.verdict(plan, observed(('203.0.113.7', 4242), ('192.0.2.2', 45000)))
     assert result['rewritten'] and not result['matches']
     assert 'getpeername() is rewritten but accept() is not' in message
 
 
 def test_verdict_address_without_port_is_other():
     for expect in ('rewritten', 'unrewritten', 'any'):
-        plan = tp.resolve_params({'expect': expect})
-        result, message = tp.verdict(plan, observed(('203.0.113.7', 45000)))
+        plan = run.resolve_params({'expect': expect})
+        result, message = run.verdict(plan, observed(('203.0.113.7', 45000)))
         assert result['peer_state'] == 'other' and not result['matches']
         assert 'neither the TOA' in message
 
 
 def test_verdict_unrewritten_expected():
-    plan = tp.resolve_params({'expect': 'unrewritten', 'proxy_address': '198.51.100.9'})
-    result, message = tp.verdict(plan, observed(('198.51.100.9', 45000)))
+    plan = run.resolve_params({'expect': 'unrewritten', 'proxy_address': '198.51.100.9'})
+    result, message = run.verdict(plan, observed(('198.51.100.9', 45000)))
     assert message is None and result['matches'] and not result['rewritten']
-    result, message = tp.verdict(plan, observed(('203.0.113.7', 4242)))
+    result, message = run.verdict(plan, observed(('203.0.113.7', 4242)))
     assert not result['matches']
     assert message.startswith('expected the real proxy address 198.51.100.9 port 45000, but')
 
 
 def test_verdict_any_and_mapped_addresses():
-    plan = tp.resolve_params({'family': 'ipv4_on_ipv6', 'expect': 'any'})
-    result, message = tp.verdict(plan, observed(('::ffff:203.0.113.7', 4242)))
+    plan = run.resolve_params({'family': 'ipv4_on_ipv6', 'expect': 'any'})
+    result, message = run.verdict(plan, observed(('::ffff:203.0.113.7', 4242)))
     assert message is None and result['rewritten']
-    result, message = tp.verdict(plan, observed(('::ffff:192.0.2.2', 45000)))
+    result, message = run.verdict(plan, observed(('::ffff:192.0.2.2', 45000)))
     assert message is None and not result['rewritten'] and result['matches']
-    plan = tp.resolve_params({'family': 'ipv4_on_ipv6'})
-    result, message = tp.verdict(plan, observed(('203.0.113.7', 4242)))
+    plan = run.resolve_params({'family': 'ipv4_on_ipv6'})
+    result, message = run.verdict(plan, observed(('203.0.113.7', 4242)))
     assert result['peer_state'] == 'other'  # an AF_INET6 socket must report ::ffff:
 
 
@@ -189,10 +191,10 @@ def ansible_module(monkeypatch):
 
     monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
     monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(tp.os, 'geteuid', lambda: 0)
+    monkeypatch.setattr(run.os, 'geteuid', lambda: 0)
     real_exists = os.path.exists
-    monkeypatch.setattr(tp.os.path, 'exists',
-                        lambda path: True if path == tp.TUN_PATH else real_exists(path))
+    monkeypatch.setattr(run.os.path, 'exists',
+                        lambda path: True if path == run.TUN_PATH else real_exists(path))
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
                         lambda self, name, required=False, opt_dirs=None: '/usr/sbin/ip')
     calls = []
@@ -223,7 +225,7 @@ def test_main_reports_validation_errors(ansible_module):
 
 
 def test_main_needs_root(ansible_module, monkeypatch):
-    monkeypatch.setattr(tp.os, 'geteuid', lambda: 1000)
+    monkeypatch.setattr(run.os, 'geteuid', lambda: 1000)
     with pytest.raises(FailJson) as info:
         run_main({})
     assert 'must run as root' in info.value.args[0]['msg']
@@ -231,7 +233,7 @@ def test_main_needs_root(ansible_module, monkeypatch):
 
 
 def test_main_needs_tun(ansible_module, monkeypatch):
-    monkeypatch.setattr(tp.os.path, 'exists', lambda path: False)
+    monkeypatch.setattr(run.os.path, 'exists', lambda path: False)
     with pytest.raises(FailJson) as info:
         run_main({})
     assert '/dev/net/tun does not exist' in info.value.args[0]['msg']
@@ -322,7 +324,7 @@ class FakeLibc(object):
 
     def unshare(self, flags):
         import ctypes
-        assert flags == tp.CLONE_NEWNET
+        assert flags == run.CLONE_NEWNET
         ctypes.set_errno(self.err)
         return -1
 
@@ -333,17 +335,17 @@ class FakeLibc(object):
 ])
 def test_unshare_errors(monkeypatch, err, text):
     monkeypatch.setattr(toa_packet, 'libc', lambda: FakeLibc(err))
-    with pytest.raises(tp.ProbeError) as info:
-        tp._unshare_net()
+    with pytest.raises(run.ProbeError) as info:
+        run._unshare_net()
     assert text in str(info.value)
 
 
 def test_tun_that_cannot_load(monkeypatch):
     def refuse(path, flags):
         raise OSError(19, 'No such device')
-    monkeypatch.setattr(tp.os, 'open', refuse)
-    with pytest.raises(tp.ProbeError) as info:
-        tp._open_tun('toaprobe0')
+    monkeypatch.setattr(run.os, 'open', refuse)
+    with pytest.raises(run.ProbeError) as info:
+        run._open_tun('toaprobe0')
     assert 'the tun kernel module is missing or cannot be loaded' in str(info.value)
     assert 'modprobe tun' in str(info.value)
 
@@ -353,14 +355,14 @@ def test_run_in_child_gives_the_probe_its_own_deadline_and_reports_stages(monkey
     def probe(module, plan, report):
         assert plan['child_deadline'] <= time.time() + plan['timeout'] * 0.8
         report('tun')
-        raise tp.ProbeError('cannot open /dev/net/tun')
-    monkeypatch.setattr(tp, '_child_probe', probe)
-    outcome = tp.run_in_child(None, {'timeout': 5.0})
+        raise run.ProbeError('cannot open /dev/net/tun')
+    monkeypatch.setattr(run, '_child_probe', probe)
+    outcome = run.run_in_child(None, {'timeout': 5.0})
     assert (outcome['error'], outcome['stage']) == ('cannot open /dev/net/tun', 'tun')
 
 
 def test_run_in_child_names_the_probe_on_timeout(monkeypatch):
-    monkeypatch.setattr(tp, '_child_probe', lambda module, plan, report: time.sleep(60))
-    outcome = tp.run_in_child(None, {'timeout': 0.3})
+    monkeypatch.setattr(run, '_child_probe', lambda module, plan, report: time.sleep(60))
+    outcome = run.run_in_child(None, {'timeout': 0.3})
     assert outcome['error'] == ('the probe timed out after 0.3 s while at stage "start"; '
                                 'the child was killed')

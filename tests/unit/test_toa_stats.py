@@ -1,6 +1,6 @@
 """module_utils/toa_stats.py: which counters mean lost client addresses, and what to do."""
 
-import toa_facts
+import toa_state
 from toa_stats import LOST, summarise
 
 # /proc/net/toa_stats of toa.ko 2.0 in the initial namespace, nothing lost
@@ -58,7 +58,7 @@ missed_conn_request 0
 
 
 def stats(text, **over):
-    parsed = toa_facts.parse_toa_stats(text)
+    parsed = toa_state.parse_toa_stats(text)
     parsed.update(over)
     return parsed
 
