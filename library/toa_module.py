@@ -171,6 +171,7 @@ from ansible.module_utils import toa_host
 from ansible.module_utils.toa_host import host_path, init_comm, read_text, uname
 from ansible.module_utils.toa_params import kinds_problems, same_value
 from ansible.module_utils.toa_route import identify_host
+from ansible.module_utils.toa_state import read_parameters
 
 
 HEADER = "# Managed by toa-fleet (Ansible): do not edit"
@@ -297,17 +298,7 @@ class Toa:
         return "/sys/module/%s/parameters/%s" % (module_key(self.name), key)
 
     def current_params(self):
-        directory = host_path("/sys/module/%s/parameters" % module_key(self.name))
-        values = {}
-        try:
-            entries = sorted(os.listdir(directory))
-        except OSError:
-            return values
-        for entry in entries:
-            text = read_text(self.sysfs_param_path(entry))
-            if text is not None:
-                values[entry] = text.rstrip("\n")
-        return values
+        return read_parameters(self.name)
 
     # -- commands ------------------------------------------------------------------
 

@@ -66,18 +66,16 @@ def parse_toa_stats(text):
 
 def read_parameters(name):
     """Readable parameters under /sys/module/<name>/parameters."""
-    directory = host_path("/sys/module/%s/parameters" % module_key(name))
+    directory = "/sys/module/%s/parameters" % module_key(name)
     params = {}
     try:
-        entries = sorted(os.listdir(directory))
+        entries = sorted(os.listdir(host_path(directory)))
     except OSError:
         return params
     for entry in entries:
-        try:
-            with open(os.path.join(directory, entry), "rb") as handle:
-                params[entry] = handle.read().decode("utf-8", "replace").rstrip("\n")
-        except (IOError, OSError):
-            continue
+        text = read_text(directory + "/" + entry)
+        if text is not None:
+            params[entry] = text.rstrip("\n")
     return params
 
 
