@@ -9,7 +9,8 @@
 #   scripts/test.sh --all-guests    every guest scenario (long; see docs/testing.md)
 #   scripts/test.sh --kernel        also the kernel route (builds a TOA kernel
 #                                   once: ~70 min cold, cached after; see
-#                                   docs/kernel-route.md)
+#                                   docs/kernel-route.md) and the xenial build
+#                                   root's host test (~5 min)
 #   scripts/test.sh --ebpf          also the eBPF route's scenarios, Debian 12 and
 #                                   Ubuntu 24.04 (see docs/ebpf.md)
 #   TOA_MOLECULE_GUEST_PREFIX=x-    name the scenarios' guests x-SCENARIO-GUEST
@@ -27,7 +28,7 @@ for a in "$@"; do
 	case $a in
 	--no-vm) vm=0 ;;
 	--all-guests) scenarios="default ubuntu1604 failures debian11 debian13 ubuntu1804 ubuntu2004 ubuntu2204 ubuntu2404" ;;
-	--kernel) extra_scenarios="$extra_scenarios kernel" ;;
+	--kernel) extra_scenarios="$extra_scenarios kernel"; export TOA_TEST_BUILDROOT=1 ;;
 	--ebpf) extra_scenarios="$extra_scenarios ebpf ebpf-ubuntu2404" ;;
 	*) echo "test.sh: unknown option $a (see the header of $0)" >&2; exit 2 ;;
 	esac
