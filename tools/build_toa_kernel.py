@@ -642,6 +642,23 @@ def build_in_root(args, runner):
     return result
 
 
+def lower_autogroup(nice, path="/proc/self/autogroup"):
+    """With sched_autogroup (on by default in Debian's kernels) the scheduler
+    shares the CPU between sessions first and applies nice only within one,
+    so a build started with nice 19 from its own session (an async task, a
+    nohup) still takes half of a 2-core machine from a guest.  Giving the
+    session's autogroup the same nice makes the build yield as asked.
+    Best effort: returns whether it was set."""
+    if nice <= 0 or not os.path.exists(path):
+        return False
+    try:
+        with open(path, "w") as f:
+            f.write(str(min(nice, 19)))
+        return True
+    except (IOError, OSError):
+        return False
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -665,7 +682,9 @@ def main(argv=None):
     ap.add_argument("--subdir", help="directory under the mirror (default <distribution>-<release>-<arch>)")
     ap.add_argument("--no-publish", action="store_true", help="build only")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--nice", type=int, default=19)
+    ap.add_argument("--nice", type=int, default=19,
+                    help="niceness of the compile (default %(default)s); above 0 it also lowers this "
+                    "session's autogroup, without which the kernel's per-session scheduling ignores it")
     ap.add_argument("--keep-tree", action="store_true", help="keep the built tree (several GB)")
     ap.add_argument("--force", action="store_true", help="build even when this key was built")
     ap.add_argument("--debug", action="store_true",
@@ -675,6 +694,7 @@ def main(argv=None):
     ap.add_argument("--configure-only", action="store_true",
                     help="stop after the patch and the config; print the kernel release and the config's TOA lines")
     args = ap.parse_args(argv)
+    lower_autogroup(args.nice)
     subdir = args.subdir or "%s-%s-%s" % (args.distribution, args.major or args.version, args.arch)
     runner = Runner()
     try:

@@ -405,3 +405,16 @@ def test_a_root_of_an_older_recipe_is_refused_before_anything_runs(tmp_path, mon
     with pytest.raises(btk.BuildError, match="lacks openssl, which the build runs: .* toa_buildroot.py ensure"):
         btk.build_in_root(root_args(tmp_path), btk.Runner())
     assert fake.calls == []
+
+
+def test_lower_autogroup_writes_the_nice_only_when_asked(tmp_path):
+    path = tmp_path / "autogroup"
+    path.write_text("/autogroup-7 nice 0\n")
+    assert btk.lower_autogroup(0, str(path)) is False
+    assert path.read_text() == "/autogroup-7 nice 0\n"
+    assert btk.lower_autogroup(19, str(path)) is True
+    assert path.read_text() == "19"
+    assert btk.lower_autogroup(25, str(path)) is True
+    assert path.read_text() == "19"
+    # no autogroup support: nothing to do, no error
+    assert btk.lower_autogroup(19, str(tmp_path / "missing")) is False
