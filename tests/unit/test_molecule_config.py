@@ -52,6 +52,8 @@ EXPECTED = {
                  ("converge.yml", "verify.yml")),
     "kernel": ("debian12", MODULE_ROUTE[:3] + ["prepare"] + MODULE_ROUTE[3:],
                ("converge.yml", "verify.yml")),
+    "kernel-ubuntu1604": ("ubuntu1604", MODULE_ROUTE[:3] + ["prepare"] + MODULE_ROUTE[3:],
+                          ("converge.yml", "verify.yml")),
 }
 
 
