@@ -41,6 +41,9 @@ CACHE = os.environ.get("TOA_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "toa-fleet")
 TOAVM = os.path.join(ROOT, "testbed", "toavm.py")
 INVENTORY = os.path.join(ROOT, "inventories", "local", "toavm_guests.py")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from bench import parse_recap  # noqa: E402  (the bench's reader of PLAY RECAP)
 
 SITE = """---
 # Written as a user of the collection writes it: fully qualified names only.
@@ -122,13 +125,10 @@ def clean_env(work, venv):
     return env
 
 
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
 def play(work, venv, env, book, host, extra=None):
-    """Run a playbook; return (rc, the host's recap counts, the output).
+    """Run a playbook; return (rc, the host's PLAY RECAP counters, the output).
     ansible-core has no JSON stdout callback (that is ansible.posix's), so
-    the recap line is read."""
+    the recap is read."""
     argv = [os.path.join(venv, "bin", "ansible-playbook"), book, "-e", "toa_hosts=" + host]
     for k, v in (extra or {}).items():
         argv += ["-e", "%s=%s" % (k, v)]
@@ -138,10 +138,7 @@ def play(work, venv, env, book, host, extra=None):
     out_path = os.path.join(work, "%s.%d.log" % (os.path.basename(book), int(t0)))
     with open(out_path, "w") as f:
         f.write(out)
-    stats = None
-    for m in RECAP.finditer(p.stdout):
-        if m.group(1) == host:
-            stats = dict(zip(("ok", "changed", "unreachable", "failures"), map(int, m.groups()[1:])))
+    stats = parse_recap(p.stdout).get(host)
     log("%s: rc %d in %.0f s, recap %s (output %s)"
         % (os.path.basename(book), p.returncode, time.time() - t0, stats, out_path))
     if stats is None:
@@ -213,14 +210,14 @@ def main(argv=None):
     try:
         # 4. converge, rerun, verify
         rc, st, out = play(work, venv, env, "site.yml", name)
-        assert rc == 0 and st["failures"] == 0 and st["unreachable"] == 0, "site.yml failed:\n" + out[-4000:]
+        assert rc == 0 and st["failed"] == 0 and st["unreachable"] == 0, "site.yml failed:\n" + out[-4000:]
         assert st["changed"] > 0, "site.yml changed nothing on a fresh guest: %s" % st
         rc, st, out = play(work, venv, env, "site.yml", name)
-        assert rc == 0 and st["failures"] == 0, "site.yml rerun failed:\n" + out[-4000:]
+        assert rc == 0 and st["failed"] == 0, "site.yml rerun failed:\n" + out[-4000:]
         assert st["changed"] == 0, "site.yml rerun changed something: %s\n%s" % (st, out[-4000:])
         result_file = os.path.join(work, "verify-result.json")
         rc, st, out = play(work, venv, env, "verify.yml", name, extra={"toa_result_file": result_file})
-        assert rc == 0 and st["failures"] == 0, "verify.yml failed:\n" + out[-4000:]
+        assert rc == 0 and st["failed"] == 0, "verify.yml failed:\n" + out[-4000:]
         assert st["changed"] == 0, "verify.yml changed something on the host: %s" % st
         with open(result_file) as f:
             v = json.load(f)
