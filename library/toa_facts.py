@@ -243,7 +243,9 @@ ansible_facts:
               C(install) (C({kernel, name, url, sha256, version, package, package_version}), the
               running kernel first, then every installed kernel with a usable package),
               C(without) (installed kernels without one), C(unusable) (release to why its
-              package cannot be used).
+              package cannot be used). With C(source) C(prebuilt), each C(install) item also has
+              C(installed) (dpkg has its package at its version) and the plan C(dkms_left) (the
+              versions of the module DKMS still has a tree for under /var/lib/dkms).
           type: dict
         dkms:
           description:
@@ -317,8 +319,10 @@ from ansible.module_utils.toa_route import (
     STRATEGIES,
     RouteError,
     is_toa_kernel,
+    mark_installed,
     module_package_plan,
     parse_dkms_status,
+    parse_dpkg_status,
     select_route,
 )
 from ansible.module_utils.toa_state import (
@@ -363,6 +367,16 @@ def installed_kernels():
     except OSError:
         pass
     return sorted(releases)
+
+
+def dkms_registered(name):
+    """Versions of the module DKMS has a tree for (/var/lib/dkms/<name>/<version>), without running dkms."""
+    base = host_path("/var/lib/dkms/%s" % name)
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return []
+    return sorted(e for e in entries if e[:1].isdigit() and os.path.isdir(os.path.join(base, e)))
 
 
 def dkms_state(module, name):
@@ -523,6 +537,14 @@ def gather(module):
                 src_version=params["src_version"], base_url=params["module_package_base_url"])
         except RouteError as exc:
             route, route_error = None, str(exc)
+    if module_plan and module_plan["source"] == "prebuilt":
+        # What the prebuilt path would otherwise ask in two remote tasks: which
+        # packages dpkg has at their version, and which DKMS builds of TOA an
+        # earlier DKMS run left (read from dpkg's database and DKMS's tree).
+        mark_installed(module_plan, parse_dpkg_status(
+            read_text("/var/lib/dpkg/status") or "",
+            [item["package"] for item in module_plan["install"]]))
+        module_plan["dkms_left"] = dkms_registered(name)
     dkms_installed, dkms = dkms_state(module, name) if params["gather_dkms"] else (None, None)
     toa["kernels"].update({
         "installed_toa": installed_toa_kernels(),

@@ -744,6 +744,43 @@ def module_package_plan(source, running, installed, packages, src_version="", ba
     return plan
 
 
+def _strip_epoch(version):
+    return re.sub(r"^[0-9]+:", "", str(version or "").strip())
+
+
+def parse_dpkg_status(text, packages):
+    """{package: version} of the named packages dpkg has "install ok installed".
+
+    text: /var/lib/dpkg/status (stanzas separated by blank lines; what
+    dpkg-query reads).  Versions lose their epoch ("1:2.0" -> "2.0"), as the
+    build's file names do.  Packages not installed, half installed, removed
+    with their configuration kept, or absent are left out.
+    """
+    wanted = set(packages or [])
+    found = {}
+    if not wanted:
+        return found
+    for stanza in re.split(r"\n[ \t]*\n", text or ""):
+        fields = {}
+        for line in stanza.splitlines():
+            if line[:1] in (" ", "\t") or ":" not in line:
+                continue  # continuation lines (descriptions, conffiles)
+            key, _sep, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+        name = fields.get("package")
+        if name in wanted and fields.get("status") == "install ok installed" and fields.get("version"):
+            found[name] = _strip_epoch(fields["version"])
+    return found
+
+
+def mark_installed(plan, installed_versions):
+    """Each install item of a module plan gets "installed": dpkg has its package at its version."""
+    for item in (plan or {}).get("install") or []:
+        have = (installed_versions or {}).get(item["package"])
+        item["installed"] = have is not None and have == _strip_epoch(item["package_version"])
+    return plan
+
+
 def parse_dkms_status(text):
     """Parse `dkms status` output of dkms 2.2, 2.8 and 3.x into a list of dicts.
 

@@ -199,29 +199,56 @@ def _kmod_item(release, version):
             "name": "toa-kmod-%s_%s_amd64.deb" % (release, version)}
 
 
-def _kmod_missing(install, dpkg_lines):
+def _stanza(package, status, version):
+    return ("Package: %s\nStatus: %s\nPriority: optional\nVersion: %s\nDescription: TOA\n"
+            " for one kernel\n .\n Status: install ok installed\n" % (package, status, version))
+
+
+def _kmod_missing(install, stanzas):
+    """What the task installs, given dpkg's database as toa_facts reads it."""
+    from toa_route import mark_installed, parse_dpkg_status
+    install = [dict(item) for item in install]
+    status = "\n".join([_stanza("dkms", "install ok installed", "3.0.10-8")] + stanzas)
+    mark_installed({"install": install}, parse_dpkg_status(status, [i["package"] for i in install]))
     task = find_task("roles/toa/tasks/module_prebuilt.yml", "List the prebuilt packages that still need installing")
-    variables = {"__toa_module_plan": {"install": install},
-                 "toa_kmod_query": {"stdout_lines": dpkg_lines}}
-    current = render(task["vars"]["__toa_kmod_current"], None, **variables)
-    return render(task["ansible.builtin.set_fact"]["__toa_kmod_missing"], None,
-                  __toa_kmod_current=current, **variables)
+    missing = render(task["ansible.builtin.set_fact"]["__toa_kmod_missing"], None,
+                     __toa_module_plan={"install": install})
+    return [{k: v for k, v in item.items() if k != "installed"} for item in missing]
 
 
 def test_prebuilt_packages_installed_at_their_version_are_not_installed_again():
     a, b = _kmod_item("6.1.0-57-amd64", "2.0.1+k1"), _kmod_item("6.1.0-56-amd64", "2.0.1+k2")
-    # dpkg-query output: rc 1 and nothing for a package it does not know
+    installed = "install ok installed"
     assert _kmod_missing([a, b], []) == [a, b]
-    assert _kmod_missing([a, b], ["toa-kmod-6.1.0-57-amd64|install ok installed|2.0.1+k1"]) == [b]
-    assert _kmod_missing([a, b], ["toa-kmod-6.1.0-57-amd64|install ok installed|2.0.1+k1",
-                                  "toa-kmod-6.1.0-56-amd64|install ok installed|2.0.1+k2"]) == []
+    assert _kmod_missing([a, b], [_stanza("toa-kmod-6.1.0-57-amd64", installed, "2.0.1+k1")]) == [b]
+    assert _kmod_missing([a, b], [_stanza("toa-kmod-6.1.0-57-amd64", installed, "2.0.1+k1"),
+                                  _stanza("toa-kmod-6.1.0-56-amd64", installed, "2.0.1+k2")]) == []
     # another build of the same release (new headers, key or module version) replaces it
-    assert _kmod_missing([a], ["toa-kmod-6.1.0-57-amd64|install ok installed|2.0.1+k0"]) == [a]
+    assert _kmod_missing([a], [_stanza("toa-kmod-6.1.0-57-amd64", installed, "2.0.1+k0")]) == [a]
     # removed but its configuration kept, or half installed: install again
-    assert _kmod_missing([a], ["toa-kmod-6.1.0-57-amd64|deinstall ok config-files|2.0.1+k1"]) == [a]
-    assert _kmod_missing([a], ["toa-kmod-6.1.0-57-amd64|install ok half-configured|2.0.1+k1"]) == [a]
-    # an epoch dpkg prints is not part of the version the entry names
-    assert _kmod_missing([a], ["toa-kmod-6.1.0-57-amd64|install ok installed|1:2.0.1+k1"]) == []
+    assert _kmod_missing([a], [_stanza("toa-kmod-6.1.0-57-amd64", "deinstall ok config-files", "2.0.1+k1")]) == [a]
+    assert _kmod_missing([a], [_stanza("toa-kmod-6.1.0-57-amd64", "install ok half-configured", "2.0.1+k1")]) == [a]
+    # an epoch dpkg keeps is not part of the version the entry names
+    assert _kmod_missing([a], [_stanza("toa-kmod-6.1.0-57-amd64", installed, "1:2.0.1+k1")]) == []
+    # a package whose name only starts the same is another package
+    assert _kmod_missing([a], [_stanza("toa-kmod-6.1.0-57-amd64-dbg", installed, "2.0.1+k1")]) == [a]
+
+
+def test_dkms_trees_left_by_an_earlier_run_are_listed_for_removal(tmp_path, monkeypatch):
+    import toa_facts
+    import toa_host
+    monkeypatch.setattr(toa_host, "ROOT", str(tmp_path))
+    assert toa_facts.dkms_registered("toa") == []
+    base = tmp_path / "var/lib/dkms/toa"
+    for version in ("2.0.1", "1.0.0"):
+        (base / version).mkdir(parents=True)
+    (base / "kernel-6.1.0-57-amd64-x86_64").mkdir()  # DKMS's per-kernel link directories
+    (base / "original_module").mkdir()
+    (base / "3.0.0").write_text("")  # not a tree
+    assert toa_facts.dkms_registered("toa") == ["1.0.0", "2.0.1"]
+    task = find_task("roles/toa/tasks/module_prebuilt.yml",
+                     "Remove TOA from DKMS, now that the prebuilt packages carry it")
+    assert render(task["loop"], None, __toa_module_plan={"dkms_left": ["1.0.0"]}) == ["1.0.0"]
 
 
 def test_removal_purges_every_toa_kmod_package_dpkg_knows():

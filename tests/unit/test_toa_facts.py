@@ -266,6 +266,27 @@ def test_module_plan_prebuilt_for_running_and_installed_kernels(fakehost, run_mo
     assert plan["without"] == ["6.1.0-17-amd64"]
 
 
+def test_prebuilt_plan_says_what_dpkg_and_dkms_have_already(fakehost, run_module):
+    write(fakehost, "/boot/vmlinuz-6.1.0-19-amd64", "")
+    args = {"module_packages": {r: _kmod(r) for r in ("6.1.0-18-amd64", "6.1.0-19-amd64")},
+            "module_package_base_url": "http://mirror/", "src_version": "2.0.1"}
+    plan = facts(run_module, args, bins={"dkms": None})["module_plan"]
+    assert [i["installed"] for i in plan["install"]] == [False, False]
+    assert plan["dkms_left"] == []
+    write(fakehost, "/var/lib/dpkg/status",
+          "Package: toa-kmod-6.1.0-18-amd64\nStatus: install ok installed\nVersion: 2.0.1+k1\n\n"
+          "Package: toa-kmod-6.1.0-19-amd64\nStatus: install ok installed\nVersion: 2.0.1+k0\n\n")
+    os.makedirs(str(fakehost / "var/lib/dkms/toa/2.0.0/source"))
+    plan = facts(run_module, args, bins={"dkms": None})["module_plan"]
+    # the 6.1.0-19 package is another build than the entry names: it is installed again
+    assert [(i["kernel"], i["installed"]) for i in plan["install"]] == [
+        ("6.1.0-18-amd64", True), ("6.1.0-19-amd64", False)]
+    assert plan["dkms_left"] == ["2.0.0"]
+    # the DKMS plan reads neither
+    plan = facts(run_module, dict(args, module_source="dkms"), bins={"dkms": None})["module_plan"]
+    assert "dkms_left" not in plan and plan["install"] == []
+
+
 def test_module_plan_prebuilt_only_without_a_package_is_a_route_error(fakehost, run_module):
     toa = facts(run_module, {"module_source": "prebuilt",
                              "module_packages": {"6.1.0-19-amd64": _kmod("6.1.0-19-amd64")},
