@@ -18,7 +18,9 @@
 #    before any reboot;
 # 5. reboot into the other kernel: TOA is autoloaded there and verify.yml's
 #    probe passes;
-# 6. remove.yml purges the packages; the probe sees the real peer again.
+# 6. remove.yml purges the packages; the probe sees the real peer again;
+# 7. converge with DKMS, then with prebuilt: DKMS's registration and build of
+#    TOA are removed, the package's module is loaded, a rerun changes nothing.
 # Every step's wall time goes to the summary at the end (TCG guest).
 # Exit status 0 only when every step behaved as described.
 set -euo pipefail
@@ -155,6 +157,25 @@ g "test ! -e /lib/modules/$other/updates/toa.ko && test ! -e /lib/modules/$runni
 	fail "a toa.ko is left"
 g "! grep -q '^toa ' /proc/modules" || fail "toa is still loaded"
 pass "remove.yml: toa-kmod packages purged, module unloaded, the probe sees the real peer"
+
+# -- 7. from DKMS to prebuilt ------------------------------------------------------------
+# A host that built TOA under DKMS (the module route before this fleet had
+# packages) moves to the prebuilt package: DKMS's registration goes, so no DKMS
+# build sits beside the package's module or is rebuilt for the next kernel.
+timed "converge with DKMS" play site.yml -e toa_module_source=dkms || fail "converge with DKMS"
+g "test -d /var/lib/dkms/toa" || fail "the DKMS converge registered nothing under /var/lib/dkms/toa"
+timed "converge, DKMS -> prebuilt" play site.yml -e toa_module_source=prebuilt || fail "converge, DKMS -> prebuilt"
+said "Remove TOA from DKMS, now that the prebuilt packages carry it" || fail "the DKMS registration was not removed"
+g "! ls -d /var/lib/dkms/toa/[0-9]* 2>/dev/null" || fail "DKMS still has a tree of TOA: $(g 'ls /var/lib/dkms/toa')"
+g "! ls /lib/modules/*/updates/dkms/toa.ko 2>/dev/null" || fail "a DKMS-built toa.ko is left"
+file=$(g "modinfo -n toa")
+[ "$file" = "/lib/modules/$other/updates/toa.ko" ] || fail "toa comes from $file"
+g "grep -q '^toa ' /proc/modules" || fail "toa is not loaded"
+said "getpeername() returned 203.0.113.7:4242" || fail "the probe did not pass"
+timed "rerun after the switch" play site.yml -e toa_module_source=prebuilt || fail "rerun after the switch"
+[ "$(changed)" = 0 ] || fail "rerun after the switch: $(recap)"
+pass "DKMS -> prebuilt: DKMS's registration and build removed, toa from $file, probe passed, rerun changed=0"
+timed "remove.yml after the switch" play remove.yml || fail "remove.yml after the switch"
 
 echo
 echo "times (s, Debian 12 guest under TCG, $(date -u +%F)):"
