@@ -39,7 +39,13 @@ fi
 vm ssh "$name" -- "set -e
 export DEBIAN_FRONTEND=noninteractive
 pkgs=
-command -v bpftool >/dev/null || pkgs=bpftool
+# Debian has a bpftool package; Ubuntu builds bpftool with each kernel
+# (linux-tools-<release>, run by the wrapper in linux-tools-common), as the
+# role's vars/ubuntu.yml says.
+if ! bpftool version >/dev/null 2>&1; then
+	. /etc/os-release
+	if [ \"\$ID\" = ubuntu ]; then pkgs=\"linux-tools-common linux-tools-\$(uname -r)\"; else pkgs=bpftool; fi
+fi
 [ -z \"$gcc\" ] || command -v gcc >/dev/null || pkgs=\"\$pkgs $gcc\"
 if [ -n \"\$pkgs\" ]; then
 	apt-get update -qq
