@@ -138,6 +138,15 @@ options:
         C(dkms) and C(dkms_installed) are null.
     type: bool
     default: true
+  ebpf_auto_releases:
+    description:
+      - Releases (C(<os-release ID> <VERSION_ID>), for example C(debian 12)) where I(strategy=auto)
+        takes the eBPF route when no catalogue row matches, the host can take it, the module
+        route is not on the host yet and I(module_source) and I(module_packages) do not ask for
+        the module. A host where the eBPF route is installed keeps it under I(strategy=auto).
+    type: list
+    elements: str
+    default: []
 notes:
   - Runs C(modinfo), and C(dkms status) when it is installed and I(gather_dkms) is true; nothing
     else is executed.
@@ -512,6 +521,30 @@ def preflight_state(module, route, module_plan=None):
     return readings
 
 
+def module_present(toa, name):
+    """What shows that the module route is on this host ("" for nothing): auto
+    does not move such a host to the eBPF route by itself."""
+    found = []
+    if toa["module"].get("loaded"):
+        found.append("the %s module is loaded" % name)
+    elif toa["module"].get("available") and not toa["module"].get("builtin"):
+        found.append("%s is installed" % toa["module"].get("file"))
+    if toa["autoload"].get("methods"):
+        found.append("autoload is configured (%s)" % ", ".join(toa["autoload"].get("files") or []))
+    if dkms_registered(name):
+        found.append("DKMS has %s %s" % (name, ", ".join(dkms_registered(name))))
+    return "; ".join(found)
+
+
+def module_wanted(params, kernel):
+    """Why the user's settings ask for the module route ("" when they do not)."""
+    if params["module_source"] != "auto":
+        return "toa_module_source is %s" % params["module_source"]
+    if kernel in (params["module_packages"] or {}):
+        return "toa_module_packages has a package for kernel %s" % kernel
+    return ""
+
+
 def gather(module):
     params = module.params
     name = params["name"]
@@ -525,7 +558,11 @@ def gather(module):
                              checksums=params["package_checksums"],
                              allow_unverified=params["allow_unverified"],
                              install_headers=params["install_headers"],
-                             allow_older_kernel=params["allow_older_kernel"])
+                             allow_older_kernel=params["allow_older_kernel"],
+                             ebpf_auto_releases=params["ebpf_auto_releases"],
+                             module_present=module_present(toa, name),
+                             module_wanted=module_wanted(params, kernel),
+                             ebpf_present=bool(toa["ebpf"].get("installed")))
     except RouteError as exc:
         route_error = str(exc)
     installed = installed_kernels()
@@ -585,6 +622,7 @@ def main():
             module_package_base_url=dict(type="str", default=""),
             src_version=dict(type="str", default=""),
             gather_dkms=dict(type="bool", default=True),
+            ebpf_auto_releases=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )

@@ -572,8 +572,56 @@ def _module_route(strategy, reason):
     return {"route": "module", "strategy": strategy, "package": None, "reason": reason}
 
 
+def ebpf_auto_release(host, releases):
+    """The entry of releases (toa_ebpf_auto_releases: "<os-release ID> <VERSION_ID>",
+    "debian 12", "ubuntu 24.04"; on the RedHat family the major release too,
+    "rocky 9") naming this host's release, or None."""
+    ident = (host.get("id") or "").lower()
+    names = set(["%s %s" % (ident, host.get("version"))])
+    if host.get("family") == "RedHat" and host.get("major"):
+        names.add("%s %s" % (ident, host["major"]))   # rocky 9 for 9.3; not ubuntu 24 for 24.04
+    for entry in releases or ():
+        if " ".join(str(entry).lower().split()) in names:
+            return entry
+    return None
+
+
+def _auto_ebpf(host, releases, module_present, module_wanted, ebpf_present):
+    """auto's choice between the eBPF route and the module route on a host
+    that has no usable catalogue row: (route or None, why not the eBPF route)."""
+    problems = ebpf_route_problems(host)
+    if ebpf_present:
+        if problems:
+            _fail(host, "the eBPF route is installed on this host but can no longer serve it: "
+                        "%s. Fix that, or remove the route (playbooks/remove.yml) and run "
+                        "again." % "; ".join(problems))
+        return ({"route": "ebpf", "strategy": "auto", "package": None,
+                 "reason": "the eBPF route is installed on this host; auto keeps it (kernel "
+                           "%s, no module)" % host.get("kernel")}, None)
+    entry = ebpf_auto_release(host, releases)
+    if entry is None:
+        return None, None
+    if module_wanted:
+        return None, ("the eBPF route, proven on %s, is not taken because %s"
+                      % (entry, module_wanted))
+    if module_present:
+        return None, ("the eBPF route, proven on %s, is not taken because the module route is "
+                      "already on this host (%s); auto keeps it (toa_strategy: ebpf after "
+                      "playbooks/remove.yml switches)" % (entry, module_present))
+    if problems:
+        return None, ("the eBPF route, proven on %s, cannot serve this host: %s"
+                      % (entry, "; ".join(problems)))
+    return ({"route": "ebpf", "strategy": "auto", "package": None,
+             "reason": "no catalogue row matches %s and the eBPF route is proven on this "
+                       "release (toa_ebpf_auto_releases: %s); attaching the TOA eBPF programs "
+                       "to the cgroup2 root (kernel %s, no module, no compiler)"
+                       % (host_label(host), entry, host.get("kernel"))}, None)
+
+
 def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, checksums=None,
-                 allow_unverified=False, install_headers=False, allow_older_kernel=False):
+                 allow_unverified=False, install_headers=False, allow_older_kernel=False,
+                 ebpf_auto_releases=(), module_present="", module_wanted="",
+                 ebpf_present=False):
     """Choose how to give this host a TOA module.
 
     Returns {route, reason, strategy, package}; package is None unless the
@@ -586,6 +634,13 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
     module_route_problem() is None; else kernel when kernel_route_problem() is
     None; else RouteError.  A matching row that may not be installed is never
     passed over for the kernel route: the error says what to set.
+
+    auto and the eBPF route: with no catalogue row, auto takes the eBPF route
+    when it is installed (ebpf_present), or when the host's release is in
+    ebpf_auto_releases (releases where the route passed what the module route
+    passes: docs/ebpf.md), ebpf_route_problems() is empty, the module route is
+    not already on the host (module_present: what was found, "" for nothing)
+    and the user did not ask for the module (module_wanted: why, or "").
     """
     strategy = (strategy or "auto").strip().lower()
     if strategy not in STRATEGIES:
@@ -639,9 +694,16 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
         return {"route": "kernel", "strategy": strategy, "package": None,
                 "reason": "toa_strategy is kernel; building a patched %s kernel from source"
                           % host.get("distribution")}
+    not_ebpf = None
+    if not rows:
+        route, not_ebpf = _auto_ebpf(host, ebpf_auto_releases, module_present, module_wanted,
+                                     ebpf_present)
+        if route:
+            return route
     if not module_problem:
         return _module_route(strategy, "no catalogue row matches %s; building the TOA module "
-                                       "with DKMS for the running kernel" % label)
+                                       "with DKMS for the running kernel%s"
+                             % (label, "; %s" % not_ebpf if not_ebpf else ""))
     if not kernel_problem:
         return {"route": "kernel", "strategy": strategy, "package": None,
                 "reason": "no catalogue row matches %s and %s; building a patched kernel "

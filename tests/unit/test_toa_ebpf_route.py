@@ -77,8 +77,83 @@ def test_strategy_ebpf_refuses_with_every_reason():
     assert "BTF" in str(err.value) and "module is loaded" in str(err.value)
 
 
-def test_auto_never_takes_ebpf_yet():
-    assert toa_route.select_route(ebpf_host(), [], strategy="auto")["route"] == "module"
+def auto(h, **kw):
+    return toa_route.select_route(h, [], strategy="auto", **kw)
+
+
+def test_auto_takes_ebpf_only_on_the_listed_releases():
+    assert auto(ebpf_host())["route"] == "module"
+    route = auto(ebpf_host(), ebpf_auto_releases=["debian 12"])
+    assert route["route"] == "ebpf" and route["strategy"] == "auto" and route["package"] is None
+    assert "debian 12" in route["reason"] and "6.1.0-18-amd64" in route["reason"]
+    assert auto(ebpf_host("debian11"), ebpf_auto_releases=["debian 12"])["route"] == "module"
+    assert auto(ebpf_host("ubuntu2404"), ebpf_auto_releases=["debian 12"])["route"] == "module"
+
+
+@pytest.mark.parametrize("name, entry", [
+    ("debian12", "Debian 12"), ("debian12", " debian   12 "), ("ubuntu2404", "ubuntu 24.04"),
+    ("debian13", "debian 13"), ("debian12-arm", "debian 12"),
+])
+def test_release_entries_match_id_and_version(name, entry):
+    assert auto(ebpf_host(name), ebpf_auto_releases=[entry])["route"] == "ebpf"
+
+
+@pytest.mark.parametrize("name, entry", [
+    ("ubuntu2404", "ubuntu 24"), ("ubuntu2404", "ubuntu 24.10"), ("debian12", "ubuntu 12"),
+    ("debian12", "debian"), ("debian12", "12"),
+])
+def test_release_entries_that_do_not_match(name, entry):
+    assert auto(ebpf_host(name), ebpf_auto_releases=[entry])["route"] == "module"
+
+
+def test_auto_keeps_a_host_that_has_the_module():
+    route = auto(ebpf_host(), ebpf_auto_releases=["debian 12"],
+                 module_present="autoload is configured (/etc/modules-load.d/toa.conf)")
+    assert route["route"] == "module"
+    assert "already on this host" in route["reason"]
+    assert "/etc/modules-load.d/toa.conf" in route["reason"]
+
+
+def test_auto_keeps_the_module_the_user_asked_for():
+    route = auto(ebpf_host(), ebpf_auto_releases=["debian 12"],
+                 module_wanted="toa_module_source is prebuilt")
+    assert route["route"] == "module" and "toa_module_source is prebuilt" in route["reason"]
+
+
+def test_auto_says_why_a_listed_release_cannot_take_ebpf():
+    route = auto(ebpf_host(btf=False), ebpf_auto_releases=["debian 12"])
+    assert route["route"] == "module" and "BTF" in route["reason"]
+    # the module route's own check is untouched: a loaded module is not an
+    # eBPF problem that stops the module route
+    route = auto(ebpf_host(module_loaded=True), ebpf_auto_releases=["debian 12"])
+    assert route["route"] == "module"
+
+
+def test_auto_keeps_an_installed_ebpf_route_on_any_release():
+    route = auto(ebpf_host("ubuntu2204"), ebpf_present=True)
+    assert route["route"] == "ebpf" and "installed" in route["reason"]
+
+
+def test_auto_refuses_an_installed_ebpf_route_that_cannot_work_any_more():
+    with pytest.raises(toa_route.RouteError) as err:
+        auto(ebpf_host(cgroup2=""), ebpf_present=True, ebpf_auto_releases=["debian 12"])
+    assert "cgroup v2" in str(err.value) and "remove.yml" in str(err.value)
+
+
+def test_a_usable_catalogue_package_still_wins():
+    name = "linux-image-6.1.999-toa_1_amd64.deb"
+    row = {"id": "t-debian12", "distribution": "debian", "major": "12", "arch": "x86_64",
+           "kernel": "6.1.999-toa", "format": "deb", "image": name, "headers": None,
+           "sha256": {name: "a" * 64}, "module_params": True}
+    route = toa_route.select_route(ebpf_host(), [row], strategy="auto",
+                                   ebpf_auto_releases=["debian 12"])
+    assert route["route"] == "package"
+
+
+def test_explicit_strategies_ignore_the_release_list():
+    h = ebpf_host()
+    assert toa_route.select_route(h, [], strategy="module",
+                                  ebpf_auto_releases=["debian 12"])["route"] == "module"
 
 
 MOUNTS = """sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0

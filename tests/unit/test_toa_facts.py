@@ -464,3 +464,51 @@ def test_src_recorded_lists_only_the_role_s_source_directories(fakehost, run_mod
     assert facts(run_module, {"gather_dkms": False})["src_recorded"] == [
         "/usr/src/toa-1.0.0", "/usr/src/toa-2.0.0", "/usr/src/toa-2.1.0~rc1"]
     assert facts(run_module, {"gather_dkms": False, "name": "vtoa"})["src_recorded"] == []
+
+
+# -- auto and the eBPF route (toa_ebpf_auto_releases) ----------------------------------
+
+def _ebpf_ready(fakehost):
+    write(fakehost, "/sys/kernel/btf/vmlinux", "")
+    write(fakehost, "/proc/self/mounts",
+          "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n"
+          "bpf /sys/fs/bpf bpf rw,nosuid,nodev,noexec,relatime,mode=700 0 0\n")
+
+
+def test_auto_takes_ebpf_on_a_listed_release_of_a_fresh_host(fakehost, run_module):
+    _ebpf_ready(fakehost)
+    toa = facts(run_module, bins={"dkms": None, "modinfo": None})
+    assert toa["route"]["route"] == "module"   # no list: the module, as before
+    toa = facts(run_module, {"ebpf_auto_releases": ["debian 12"]},
+                bins={"dkms": None, "modinfo": None})
+    assert toa["route"]["route"] == "ebpf" and toa["route"]["strategy"] == "auto"
+    assert toa["module_plan"] is None
+
+
+@pytest.mark.parametrize("setup, words", [
+    (lambda h: write(h, "/proc/modules", "toa 16384 0 - Live 0x0 (OE)\n"), "toa module is loaded"),
+    (lambda h: write(h, "/etc/modules-load.d/toa.conf", "toa\n"), "/etc/modules-load.d/toa.conf"),
+    (lambda h: os.makedirs(str(h / "var/lib/dkms/toa/2.0.1/source")), "DKMS has toa 2.0.1"),
+    (lambda h: write(h, "/lib/modules/6.1.0-18-amd64/modules.dep",
+                     "updates/toa.ko:\n"), "/lib/modules/6.1.0-18-amd64/updates/toa.ko is installed"),
+])
+def test_auto_keeps_the_module_route_on_a_host_that_has_it(fakehost, run_module, setup, words):
+    _ebpf_ready(fakehost)
+    setup(fakehost)
+    toa = facts(run_module, {"ebpf_auto_releases": ["debian 12"]},
+                bins={"dkms": None, "modinfo": None})
+    assert toa["route"]["route"] == "module"
+    assert words in toa["route"]["reason"], toa["route"]["reason"]
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"module_source": "dkms"}, "toa_module_source is dkms"),
+    ({"module_packages": {"6.1.0-18-amd64": {"sha256": SHA, "version": "2.0.1+k1"}},
+      "module_package_base_url": "http://mirror/", "src_version": "2.0.1"},
+     "toa_module_packages has a package for kernel 6.1.0-18-amd64"),
+])
+def test_auto_keeps_the_module_the_settings_ask_for(fakehost, run_module, args, words):
+    _ebpf_ready(fakehost)
+    toa = facts(run_module, dict(args, ebpf_auto_releases=["debian 12"]),
+                bins={"dkms": None, "modinfo": None})
+    assert toa["route"]["route"] == "module" and words in toa["route"]["reason"]
