@@ -12,7 +12,8 @@
 #                                   cached after; see docs/kernel-route.md) and
 #                                   the xenial build root's host test (~5 min)
 #   scripts/test.sh --ebpf          also the eBPF route's scenarios, Debian 12 and
-#                                   Ubuntu 24.04 (see docs/ebpf.md)
+#                                   Ubuntu 24.04 (see docs/ebpf.md); with
+#                                   --all-guests also Debian 11 and Ubuntu 22.04
 #   TOA_MOLECULE_GUEST_PREFIX=x-    name the scenarios' guests x-SCENARIO-GUEST
 #                                   (default molecule-); cleanup stops only those
 set -euo pipefail
@@ -24,15 +25,21 @@ cd "$here"
 vm=1
 scenarios=${TOA_SCENARIOS:-"default ubuntu1604 failures"}
 extra_scenarios=""
+all_guests=0
+ebpf=0
 for a in "$@"; do
 	case $a in
 	--no-vm) vm=0 ;;
-	--all-guests) scenarios="default ubuntu1604 failures debian11 debian13 ubuntu1804 ubuntu2004 ubuntu2204 ubuntu2404" ;;
+	--all-guests) all_guests=1; scenarios="default ubuntu1604 failures debian11 debian13 ubuntu1804 ubuntu2004 ubuntu2204 ubuntu2404" ;;
 	--kernel) extra_scenarios="$extra_scenarios kernel kernel-ubuntu1604"; export TOA_TEST_BUILDROOT=1 ;;
-	--ebpf) extra_scenarios="$extra_scenarios ebpf ebpf-ubuntu2404" ;;
+	--ebpf) ebpf=1 ;;
 	*) echo "test.sh: unknown option $a (see the header of $0)" >&2; exit 2 ;;
 	esac
 done
+if [ "$ebpf" = 1 ]; then
+	extra_scenarios="$extra_scenarios ebpf ebpf-ubuntu2404"
+	[ "$all_guests" = 0 ] || extra_scenarios="$extra_scenarios ebpf-debian11 ebpf-ubuntu2204"
+fi
 
 bash scripts/setup.sh
 export PATH="$TOA_VENV/bin:$PATH"

@@ -216,3 +216,36 @@ def test_loader_has_no_shebang_and_is_run_by_python3():
         unit = f.read()
     for verb in ("load", "config", "unload"):
         assert "/usr/bin/python3 /usr/local/lib/toa/toa-bpf %s" % verb in unit
+
+
+def _tools(tmp_path, *releases, executable=True):
+    paths = []
+    for release in releases:
+        d = tmp_path / ("linux-tools-%s" % release)
+        d.mkdir()
+        f = d / "bpftool"
+        f.write_text("#!/bin/sh\n")
+        f.chmod(0o755 if executable else 0o644)
+        paths.append(str(f))
+    return paths
+
+
+def test_bpftool_on_path_wins_when_it_runs(tmp_path):
+    assert tb.pick_bpftool(True, _tools(tmp_path, "5.15.0-204")) == "bpftool"
+
+
+def test_bpftool_of_the_newest_other_kernel_when_the_wrapper_fails(tmp_path):
+    # Ubuntu after a kernel update: the wrapper finds no linux-tools for the running kernel
+    paths = _tools(tmp_path, "5.15.0-91", "5.15.0-204", "5.15.0-1000", "5.4.0-300")
+    assert tb.pick_bpftool(False, paths) == paths[2]
+    assert tb.pick_bpftool(False, paths[:2] + paths[3:]) == paths[1]
+
+
+def test_no_bpftool_anywhere_leaves_the_name_for_the_error(tmp_path):
+    assert tb.pick_bpftool(False, []) == "bpftool"
+    assert tb.pick_bpftool(False, _tools(tmp_path, "6.8.0-1", executable=False)) == "bpftool"
+
+
+def test_release_key_reads_both_ubuntu_layouts():
+    assert tb._release_key("/usr/lib/linux-tools/5.15.0-204-generic/bpftool") == [5, 15, 0, 204]
+    assert tb._release_key("/usr/lib/linux-tools-5.15.0-204/bpftool") == [5, 15, 0, 204]
