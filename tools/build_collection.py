@@ -39,7 +39,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 META = os.path.join(ROOT, "collection")
 PLUGIN_DIRS = [("library", "modules"), ("module_utils", "module_utils"), ("filter_plugins", "filter")]
 ROLES = ["toa"]
-SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "*.ko", ".*.cmd")
+_CACHES = shutil.ignore_patterns("__pycache__", "*.pyc")
+_KBUILD = shutil.ignore_patterns("*.o", "*.ko", ".*.cmd", "*.mod", "*.mod.c", "modules.order",
+                                 "Module.symvers")
+
+
+def SKIP(directory, names):
+    """Python caches everywhere; kernel build leftovers except in toa-bpf, whose
+    toa.bpf.o is the committed object the eBPF route installs."""
+    ignored = set(_CACHES(directory, names))
+    if os.path.basename(directory) != "toa-bpf":
+        ignored |= set(_KBUILD(directory, names))
+    return ignored
 
 
 def galaxy():

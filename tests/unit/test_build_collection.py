@@ -89,6 +89,22 @@ def test_the_tree_holds_every_module_util_filter_and_the_role(tree):
     assert (meta["namespace"], meta["name"]) == ("toa_fleet", "toa")
 
 
+def test_the_role_carries_the_committed_bpf_object(tree):
+    # the eBPF route copies it (auto takes that route on Debian 12): a collection
+    # without it fails there
+    for name in ("toa.bpf.o", "BUILD_SHA256", "toa-bpf", "toa.bpf.c"):
+        built = os.path.join(tree, "roles", "toa", "files", "toa-bpf", name)
+        with open(built, "rb") as a, open(os.path.join(ROOT, "roles", "toa", "files", "toa-bpf", name),
+                                           "rb") as b:
+            assert a.read() == b.read(), name
+
+
+def test_kernel_build_leftovers_stay_out(tmp_path):
+    assert build_collection.SKIP(str(tmp_path / "toa-src"), ["toa.o", "toa.ko", ".toa.o.cmd", "toa.c"]) \
+        == {"toa.o", "toa.ko", ".toa.o.cmd"}
+    assert build_collection.SKIP(str(tmp_path / "toa-bpf"), ["toa.bpf.o", "x.pyc"]) == {"x.pyc"}
+
+
 def test_no_module_imports_the_project_layouts_module_utils(tree):
     for path in glob.glob(os.path.join(tree, "plugins", "*", "*.py")):
         with open(path) as handle:
