@@ -682,6 +682,10 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
                                        "DKMS for kernel %s" % host.get("kernel"))
     if strategy == "ebpf":
         problems = ebpf_route_problems(host)
+        if module_present and not (host.get("ebpf") or {}).get("module_loaded"):
+            # installed or set to autoload: it would load at the next boot beside the programs
+            problems.append("the module route is on this host (%s) and would load TOA beside "
+                            "the programs: remove it first (playbooks/remove.yml)" % module_present)
         if problems:
             _fail(host, "toa_strategy is ebpf but %s." % "; ".join(problems))
         return {"route": "ebpf", "strategy": strategy, "package": None,

@@ -177,3 +177,15 @@ def test_mount_readings():
     assert toa_route.cgroup2_root(toa_route.parse_mounts(V1)) == ""
     assert not toa_route.bpffs_mounted(toa_route.parse_mounts(V1))
     assert toa_route.parse_mounts("") == []
+
+
+def test_strategy_ebpf_refuses_a_host_with_the_module_installed_but_not_loaded():
+    with pytest.raises(toa_route.RouteError) as err:
+        toa_route.select_route(ebpf_host(), [], strategy="ebpf",
+                               module_present="autoload is configured (/etc/modules-load.d/toa.conf)")
+    assert "remove it first" in str(err.value) and "modules-load.d" in str(err.value)
+    # a loaded module is named once, by the route's own check
+    with pytest.raises(toa_route.RouteError) as err:
+        toa_route.select_route(ebpf_host(module_loaded=True), [], strategy="ebpf",
+                               module_present="the toa module is loaded")
+    assert str(err.value).count("remove it first") == 1
