@@ -649,6 +649,10 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
     if checksums is not None and not isinstance(checksums, dict):
         _fail(host, "toa_package_checksums must map file names to sha256 hex, got %r."
               % (checksums,))
+    if ebpf_present and strategy in ("package", "module", "kernel"):
+        _fail(host, "toa_strategy is %s but the eBPF route is installed on this host, and both "
+                    "would rewrite the same peers: remove it first (playbooks/remove.yml), or "
+                    "set toa_strategy: auto or ebpf to keep it." % strategy)
     rows = match_rows(host, catalogue)
     label = host_label(host)
     module_problem = module_route_problem(host)

@@ -189,3 +189,11 @@ def test_strategy_ebpf_refuses_a_host_with_the_module_installed_but_not_loaded()
         toa_route.select_route(ebpf_host(module_loaded=True), [], strategy="ebpf",
                                module_present="the toa module is loaded")
     assert str(err.value).count("remove it first") == 1
+
+
+@pytest.mark.parametrize("strategy", ["module", "kernel", "package"])
+def test_other_routes_refuse_a_host_with_the_ebpf_route_installed(strategy):
+    with pytest.raises(toa_route.RouteError) as err:
+        toa_route.select_route(ebpf_host(), [], strategy=strategy, ebpf_present=True)
+    assert "the eBPF route is installed" in str(err.value)
+    assert "playbooks/remove.yml" in str(err.value)
