@@ -25,7 +25,7 @@ SUPPORTED_ARCHES = ("x86_64", "aarch64")
 MODULE_MIN_KERNEL = (3, 10)
 
 # The variables a user can set when no route fits; named in every RouteError.
-HINT = ("You can set toa_strategy (one of auto, package, module, kernel), add a catalogue "
+HINT = ("You can set toa_strategy (one of auto, package, module, kernel, ebpf), add a catalogue "
         "row for this host with toa_catalogue_extra, give sha256 sums in "
         "toa_package_checksums, or accept unverified downloads with "
         "toa_allow_unverified_packages: true.")
