@@ -13,7 +13,7 @@
 #                                   the xenial build root's host test (~5 min)
 #   scripts/test.sh --ebpf          also the eBPF route's scenarios, Debian 12 and
 #                                   Ubuntu 24.04 (see docs/ebpf.md); with
-#                                   --all-guests also Debian 11 and Ubuntu 22.04
+#                                   --all-guests also Debian 11, 13 and Ubuntu 22.04
 #   TOA_MOLECULE_GUEST_PREFIX=x-    name the scenarios' guests x-SCENARIO-GUEST
 #                                   (default molecule-); cleanup stops only those
 set -euo pipefail
@@ -38,7 +38,7 @@ for a in "$@"; do
 done
 if [ "$ebpf" = 1 ]; then
 	extra_scenarios="$extra_scenarios ebpf ebpf-ubuntu2404"
-	[ "$all_guests" = 0 ] || extra_scenarios="$extra_scenarios ebpf-debian11 ebpf-ubuntu2204"
+	[ "$all_guests" = 0 ] || extra_scenarios="$extra_scenarios ebpf-debian11 ebpf-debian13 ebpf-ubuntu2204"
 fi
 
 bash scripts/setup.sh

@@ -50,6 +50,7 @@ EXPECTED = {
     "ebpf-ubuntu2404": ("ubuntu2404", MODULE_ROUTE, SHARED),
     "ebpf-debian11": ("debian11", MODULE_ROUTE[:3] + ["prepare"] + MODULE_ROUTE[3:], SHARED),
     "ebpf-ubuntu2204": ("ubuntu2204", MODULE_ROUTE, SHARED),
+    "ebpf-debian13": ("debian13", MODULE_ROUTE, SHARED),
     "failures": ("debian12", ["destroy", "syntax", "create", "converge", "verify", "destroy"],
                  ("converge.yml", "verify.yml")),
     "kernel": ("debian12", MODULE_ROUTE[:3] + ["prepare"] + MODULE_ROUTE[3:],
