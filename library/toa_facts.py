@@ -531,8 +531,9 @@ def module_present(toa, name):
         found.append("%s is installed" % toa["module"].get("file"))
     if toa["autoload"].get("methods"):
         found.append("autoload is configured (%s)" % ", ".join(toa["autoload"].get("files") or []))
-    if dkms_registered(name):
-        found.append("DKMS has %s %s" % (name, ", ".join(dkms_registered(name))))
+    dkms_versions = dkms_registered(name)
+    if dkms_versions:
+        found.append("DKMS has %s %s" % (name, ", ".join(dkms_versions)))
     return "; ".join(found)
 
 
