@@ -572,6 +572,10 @@ def _module_route(strategy, reason):
     return {"route": "module", "strategy": strategy, "package": None, "reason": reason}
 
 
+def _ebpf_route(strategy, reason):
+    return {"route": "ebpf", "strategy": strategy, "package": None, "reason": reason}
+
+
 def ebpf_auto_release(host, releases):
     """The entry of releases (toa_ebpf_auto_releases: "<os-release ID> <VERSION_ID>",
     "debian 12", "ubuntu 24.04"; on the RedHat family the major release too,
@@ -595,9 +599,8 @@ def _auto_ebpf(host, releases, module_present, module_wanted, ebpf_present):
             _fail(host, "the eBPF route is installed on this host but can no longer serve it: "
                         "%s. Fix that, or remove the route (playbooks/remove.yml) and run "
                         "again." % "; ".join(problems))
-        return ({"route": "ebpf", "strategy": "auto", "package": None,
-                 "reason": "the eBPF route is installed on this host; auto keeps it (kernel "
-                           "%s, no module)" % host.get("kernel")}, None)
+        return _ebpf_route("auto", "the eBPF route is installed on this host; auto keeps it "
+                                   "(kernel %s, no module)" % host.get("kernel")), None
     entry = ebpf_auto_release(host, releases)
     if entry is None:
         return None, None
@@ -611,11 +614,10 @@ def _auto_ebpf(host, releases, module_present, module_wanted, ebpf_present):
     if problems:
         return None, ("the eBPF route, proven on %s, cannot serve this host: %s"
                       % (entry, "; ".join(problems)))
-    return ({"route": "ebpf", "strategy": "auto", "package": None,
-             "reason": "no catalogue row matches %s and the eBPF route is proven on this "
-                       "release (toa_ebpf_auto_releases: %s); attaching the TOA eBPF programs "
-                       "to the cgroup2 root (kernel %s, no module, no compiler)"
-                       % (host_label(host), entry, host.get("kernel"))}, None)
+    return _ebpf_route("auto", "no catalogue row matches %s and the eBPF route is proven on "
+                               "this release (toa_ebpf_auto_releases: %s); attaching the TOA "
+                               "eBPF programs to the cgroup2 root (kernel %s, no module, no "
+                               "compiler)" % (host_label(host), entry, host.get("kernel"))), None
 
 
 def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, checksums=None,
@@ -692,9 +694,8 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
                             "the programs: remove it first (playbooks/remove.yml)" % module_present)
         if problems:
             _fail(host, "toa_strategy is ebpf but %s." % "; ".join(problems))
-        return {"route": "ebpf", "strategy": strategy, "package": None,
-                "reason": "toa_strategy is ebpf; attaching the TOA eBPF programs to the cgroup2 "
-                          "root (kernel %s, no module)" % host.get("kernel")}
+        return _ebpf_route(strategy, "toa_strategy is ebpf; attaching the TOA eBPF programs to "
+                                     "the cgroup2 root (kernel %s, no module)" % host.get("kernel"))
     kernel_problem = kernel_route_problem(host)
     if strategy == "kernel":
         if kernel_problem:
@@ -702,12 +703,11 @@ def select_route(host, catalogue, strategy="auto", base_url=SEED_BASE_URL, check
         return {"route": "kernel", "strategy": strategy, "package": None,
                 "reason": "toa_strategy is kernel; building a patched %s kernel from source"
                           % host.get("distribution")}
-    not_ebpf = None
-    if not rows:
-        route, not_ebpf = _auto_ebpf(host, ebpf_auto_releases, module_present, module_wanted,
-                                     ebpf_present)
-        if route:
-            return route
+    # auto with no catalogue row (a row always ended in the package branch above)
+    route, not_ebpf = _auto_ebpf(host, ebpf_auto_releases, module_present, module_wanted,
+                                 ebpf_present)
+    if route:
+        return route
     if not module_problem:
         return _module_route(strategy, "no catalogue row matches %s; building the TOA module "
                                        "with DKMS for the running kernel%s"
